@@ -1,0 +1,1 @@
+"""llmweb adapter for langchain (see README)."""

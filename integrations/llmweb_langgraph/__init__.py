@@ -1,0 +1,1 @@
+"""llmweb adapter for langgraph (see README)."""

@@ -1,0 +1,69 @@
+"""The ``llmweb`` command line: the one place that composes core and adapters, lazily.
+
+Subcommands live in their own modules (``cli_run``, ``cli_gmm``, ``cli_report``, ...), each with
+``add_parser(subparsers)``; they import heavy dependencies only when run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+_SUBCOMMAND_MODULES = (
+    "llmweb_plugin.cli_run",
+    "llmweb_plugin.cli_gmm",
+    "llmweb_plugin.cli_report",
+    "llmweb_plugin.cli_experiment",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``llmweb`` argument parser with every available subcommand."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="llmweb",
+        description="LLM Web Dynamics: shared-store agent webs, collapse metrics, GMM proxies, "
+        "diversity reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"llmweb {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _SUBCOMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that feature is not part of this build
+                continue
+            raise
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``llmweb`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, ImportError, LookupError) as exc:
+        print(f"llmweb {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,436 @@
+"""Collapse and diversity metrics, pure numpy.
+
+The paper's statistic is the Frobenius norm of the Euclidean distance matrix between the
+per-agent mean embeddings, ``||D||_F`` with ``D[i, j] = ||x_i - x_j||_2``. For ``m`` vectors with
+mean ``x_bar`` the identity
+
+    sum_ij ||x_i - x_j||^2 = 2 m * sum_i ||x_i - x_bar||^2
+
+gives ``||D||_F`` in ``O(m d)`` time and ``O(d)`` extra memory: no ``m x m`` matrix is built.
+
+Example:
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [3.0, 4.0]])
+    >>> round(collapse_norm(X), 6)           # D = [[0, 5], [5, 0]]
+    7.071068
+    >>> round(normalized_collapse_norm(X), 6)  # RMS distance over ordered pairs
+    5.0
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Spread",
+    "StepAccumulator",
+    "StepMetrics",
+    "collapse_norm",
+    "distance_matrix",
+    "distinct_n",
+    "mean_cosine_distance",
+    "normalized_collapse_norm",
+    "spread",
+    "step_metrics",
+    "vendi_score",
+]
+
+_CHUNK_ROWS = 8192
+
+
+def _as_2d(X: object, name: str = "X") -> np.ndarray:
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (n_samples, dim); got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"{name} must be numeric; got dtype {arr.dtype}")
+    return arr
+
+
+def _sum_sq_dev(X: np.ndarray) -> np.ndarray:
+    """``sum_i ||x_i - x_bar||^2`` over axis -2, float64, chunked to stay cache friendly.
+
+    Args:
+        X: array of shape ``(..., m, d)``.
+
+    Returns:
+        Array of shape ``(...)`` (a 0-d array for 2-D input).
+    """
+    m = X.shape[-2]
+    if m == 0:
+        return np.zeros(X.shape[:-2])
+    mean = X.sum(axis=-2, dtype=np.float64, keepdims=True) / m
+    if X.ndim == 2 and m > _CHUNK_ROWS:
+        total = 0.0
+        for start in range(0, m, _CHUNK_ROWS):
+            block = X[start : start + _CHUNK_ROWS] - mean
+            total += float(np.einsum("ij,ij->", block, block))
+        return np.asarray(total)
+    dev = X - mean
+    return np.einsum("...ij,...ij->...", dev, dev)
+
+
+def collapse_norm(X: object) -> float | np.ndarray:
+    """Frobenius norm of the pairwise Euclidean distance matrix between the rows of ``X``.
+
+    Computed as ``sqrt(2 m sum_i ||x_i - x_bar||^2)`` in ``O(m d)``; equal to
+    ``np.linalg.norm(distance_matrix(X))`` up to rounding.
+
+    Args:
+        X: array of shape ``(m, dim)`` (e.g. the per-agent mean embeddings), or a batch of
+            shape ``(..., m, dim)``.
+
+    Returns:
+        A float for 2-D input, an array of shape ``(...)`` for batched input. Zero when
+        ``m <= 1`` (a single agent has no pairwise distances).
+
+    Example:
+        >>> collapse_norm([[1.0], [1.0], [1.0]])
+        0.0
+    """
+    arr = np.asarray(X)
+    if arr.ndim < 2:
+        raise ValueError(f"X must have shape (m, dim) or (..., m, dim); got shape {arr.shape}")
+    m = arr.shape[-2]
+    out = np.sqrt(np.maximum(2.0 * m * _sum_sq_dev(arr), 0.0))
+    return float(out) if arr.ndim == 2 else out
+
+
+def normalized_collapse_norm(X: object) -> float | np.ndarray:
+    """``||D||_F / sqrt(m (m - 1))``: the root-mean-square distance over ordered pairs ``i != j``.
+
+    ``||D||_F`` grows with the number of agents (it sums ``m (m - 1)`` entries); this form does
+    not, so webs of different sizes can be compared. NaN when ``m < 2``.
+
+    Args:
+        X: array of shape ``(m, dim)`` or ``(..., m, dim)``.
+    """
+    arr = np.asarray(X)
+    if arr.ndim < 2:
+        raise ValueError(f"X must have shape (m, dim) or (..., m, dim); got shape {arr.shape}")
+    m = arr.shape[-2]
+    norm = collapse_norm(arr)
+    if m < 2:
+        return float("nan") if arr.ndim == 2 else np.full(arr.shape[:-2], np.nan)
+    return norm / math.sqrt(m * (m - 1))
+
+
+def distance_matrix(X: object) -> np.ndarray:
+    """The full ``(m, m)`` Euclidean distance matrix between rows, for display.
+
+    Args:
+        X: array of shape ``(m, dim)``.
+
+    Returns:
+        Symmetric float64 array of shape ``(m, m)`` with a zero diagonal.
+    """
+    arr = _as_2d(X).astype(np.float64, copy=False)
+    sq = np.einsum("ij,ij->i", arr, arr)
+    d2 = sq[:, None] + sq[None, :] - 2.0 * arr @ arr.T
+    np.maximum(d2, 0.0, out=d2)
+    np.fill_diagonal(d2, 0.0)
+    return np.sqrt(d2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spread:
+    """Total spread of a point cloud split into within- and between-agent parts.
+
+    All three are mean squared distances per sample: ``total = within + between`` where
+    ``total = mean_i ||e_i - e_bar||^2``, ``within = mean_i ||e_i - mu_{a(i)}||^2`` and
+    ``between = sum_a (n_a / N) ||mu_a - e_bar||^2``.
+
+    Attributes:
+        total: total spread.
+        within: average spread of each agent's cloud around its own mean.
+        between: spread of the agent means around the grand mean (weighted by counts).
+        per_agent: mean squared distance to the agent's own mean, per agent label.
+        counts: number of samples per agent label.
+    """
+
+    total: float
+    within: float
+    between: float
+    per_agent: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def spread(embeddings: object, labels: Sequence[object]) -> Spread:
+    """Split the spread of ``embeddings`` into within- and between-agent parts.
+
+    Args:
+        embeddings: array of shape ``(n_samples, dim)``.
+        labels: agent label per row, length ``n_samples``.
+
+    Returns:
+        A :class:`Spread`; ``total == within + between`` up to rounding.
+
+    Example:
+        >>> s = spread([[0.0], [2.0], [10.0], [12.0]], ["a", "a", "b", "b"])
+        >>> (s.within, s.between, s.total)
+        (1.0, 25.0, 26.0)
+    """
+    E = _as_2d(embeddings, "embeddings").astype(np.float64, copy=False)
+    labels = list(labels)
+    if len(labels) != E.shape[0]:
+        raise ValueError(
+            f"labels has {len(labels)} entries but embeddings has {E.shape[0]} rows; "
+            "pass one label per row"
+        )
+    if E.shape[0] == 0:
+        raise ValueError("spread needs at least one embedding")
+    keys = [str(x) for x in labels]
+    uniq, inv = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
+    counts = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
+    sums = np.zeros((len(uniq), E.shape[1]))
+    np.add.at(sums, inv, E)
+    means = sums / counts[:, None]
+    grand = E.mean(axis=0)
+    dev_within = E - means[inv]
+    per_row = np.einsum("ij,ij->i", dev_within, dev_within)
+    per_agent_sum = np.bincount(inv, weights=per_row, minlength=len(uniq))
+    n = float(E.shape[0])
+    within = float(per_agent_sum.sum() / n)
+    dm = means - grand
+    between = float((counts * np.einsum("ij,ij->i", dm, dm)).sum() / n)
+    dev = E - grand
+    total = float(np.einsum("ij,ij->", dev, dev) / n)
+    return Spread(
+        total=total,
+        within=within,
+        between=between,
+        per_agent={str(k): float(v / c) for k, v, c in zip(uniq, per_agent_sum, counts)},
+        counts={str(k): int(c) for k, c in zip(uniq, counts)},
+    )
+
+
+def _unit_rows(E: np.ndarray, name: str = "embeddings") -> np.ndarray:
+    norms = np.linalg.norm(E, axis=1)
+    if np.any(norms == 0):
+        raise ValueError(f"{name} contains a zero vector; cosine distance is undefined for it")
+    return E / norms[:, None]
+
+
+def mean_cosine_distance(embeddings: object) -> float:
+    """Mean of ``1 - cos(e_i, e_j)`` over unordered pairs ``i < j``, in ``O(n d)``.
+
+    Uses ``sum_{i != j} u_i . u_j = ||sum_i u_i||^2 - n`` for unit rows ``u_i``.
+
+    Args:
+        embeddings: array of shape ``(n_samples, dim)`` with ``n_samples >= 2`` and no zero rows.
+
+    Example:
+        >>> mean_cosine_distance([[1.0, 0.0], [0.0, 1.0]])
+        1.0
+    """
+    E = _as_2d(embeddings, "embeddings").astype(np.float64, copy=False)
+    n = E.shape[0]
+    if n < 2:
+        raise ValueError(f"mean_cosine_distance needs at least 2 embeddings; got {n}")
+    U = _unit_rows(E)
+    s = U.sum(axis=0)
+    mean_sim = (float(s @ s) - n) / (n * (n - 1))
+    return 1.0 - mean_sim
+
+
+def vendi_score(embeddings: object) -> float:
+    """Vendi score with the cosine (normalised linear) kernel: ``exp(entropy of eig(K / n))``.
+
+    ``K = U U^T`` for unit rows ``U``. When ``n > dim`` the nonzero spectrum is taken from the
+    ``dim x dim`` dual ``U^T U / n`` instead. The score lies in ``[1, min(n, dim)]``: 1 when all
+    embeddings point the same way, ``n`` when they are orthogonal.
+
+    Args:
+        embeddings: array of shape ``(n_samples, dim)`` with no zero rows.
+
+    Example:
+        >>> round(vendi_score([[1.0, 0.0], [0.0, 1.0]]), 6)
+        2.0
+    """
+    E = _as_2d(embeddings, "embeddings").astype(np.float64, copy=False)
+    n, d = E.shape
+    if n == 0:
+        raise ValueError("vendi_score needs at least one embedding")
+    U = _unit_rows(E)
+    gram = (U.T @ U) if n > d else (U @ U.T)
+    eig = np.linalg.eigvalsh(gram / n)
+    eig = eig[eig > 1e-12]
+    return float(np.exp(-(eig * np.log(eig)).sum()))
+
+
+_TOKEN = re.compile(r"\w+(?:'\w+)?|[^\w\s]", re.UNICODE)
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def distinct_n(texts: Iterable[str], n: int = 2) -> float:
+    """Lexical diversity: distinct n-grams divided by all n-grams over ``texts``.
+
+    Tokens are lower-cased words and punctuation marks; n-grams do not cross text boundaries.
+
+    Args:
+        texts: the texts.
+        n: n-gram length, at least 1.
+
+    Returns:
+        A value in ``[0, 1]``; ``0.0`` when no text has ``n`` tokens.
+
+    Example:
+        >>> distinct_n(["the cat", "the cat"], n=1)
+        0.5
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer; got {n!r}")
+    if isinstance(texts, str):
+        raise TypeError("texts must be an iterable of strings, not a single string")
+    seen: set[tuple[str, ...]] = set()
+    total = 0
+    for t in texts:
+        if not isinstance(t, str):
+            raise TypeError(f"texts must contain str; got {type(t).__name__}")
+        toks = _tokens(t)
+        for i in range(len(toks) - n + 1):
+            seen.add(tuple(toks[i : i + n]))
+            total += 1
+    return len(seen) / total if total else 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepMetrics:
+    """The paper's per-step statistics over the response embeddings of one step.
+
+    Attributes:
+        step: the step (iteration) number.
+        n_agents: agents with at least one response at this step.
+        n_records: responses counted at this step.
+        norm: ``||D||_F`` between the agents' mean embeddings (NaN with fewer than 2 agents).
+        normalized_norm: ``norm / sqrt(m (m - 1))`` (NaN with fewer than 2 agents).
+        total_spread: mean squared distance to the step's grand mean.
+        within_spread: mean squared distance to each record's own agent mean.
+        between_spread: ``total_spread - within_spread``, the spread of the agent means.
+        mean_cosine_distance: mean pairwise cosine distance over all records (NaN if < 2).
+        per_agent_counts: responses per agent.
+        extras: further per-step numbers (web accounting, mitigation counts).
+    """
+
+    step: int
+    n_agents: int
+    n_records: int
+    norm: float
+    normalized_norm: float
+    total_spread: float
+    within_spread: float
+    between_spread: float
+    mean_cosine_distance: float
+    per_agent_counts: dict[str, int] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready dict (NaN becomes ``None``)."""
+        out: dict[str, object] = {}
+        for k, v in self.__dict__.items():
+            out[k] = None if isinstance(v, float) and math.isnan(v) else v
+        return out
+
+
+class StepAccumulator:
+    """Running sums for one step, so per-step metrics cost ``O(d)`` per record.
+
+    Keeps, per agent, the count, the vector sum and the sum of squared norms, plus the sum of unit
+    vectors over all records. Not thread-safe: the caller serialises ``add``.
+
+    Example:
+        >>> acc = StepAccumulator(step=1)
+        >>> acc.add(np.array([[0.0, 1.0], [0.0, 3.0]]), ["a", "b"])
+        >>> acc.metrics().norm == collapse_norm([[0.0, 1.0], [0.0, 3.0]])
+        True
+    """
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self._count: dict[str, int] = {}
+        self._sum: dict[str, np.ndarray] = {}
+        self._sumsq: dict[str, float] = {}
+        self._unit_sum: np.ndarray | None = None
+        self._n_unit = 0
+
+    def add(self, vectors: np.ndarray, agents: Sequence[str]) -> None:
+        """Add rows of ``vectors`` (shape ``(n, dim)``), one agent label per row."""
+        V = np.asarray(vectors, dtype=np.float64)
+        norms = np.linalg.norm(V, axis=1)
+        ok = norms > 0
+        if self._unit_sum is None:
+            self._unit_sum = np.zeros(V.shape[1])
+        self._unit_sum += (V[ok] / norms[ok, None]).sum(axis=0)
+        self._n_unit += int(ok.sum())
+        for row, agent, nrm in zip(V, agents, norms):
+            if agent in self._count:
+                self._count[agent] += 1
+                self._sum[agent] += row
+                self._sumsq[agent] += float(nrm * nrm)
+            else:
+                self._count[agent] = 1
+                self._sum[agent] = row.copy()
+                self._sumsq[agent] = float(nrm * nrm)
+
+    @property
+    def n_records(self) -> int:
+        return sum(self._count.values())
+
+    def metrics(self) -> StepMetrics:
+        """The step's :class:`StepMetrics` from the running sums."""
+        agents = sorted(self._count)
+        n = self.n_records
+        nan = float("nan")
+        if n == 0:
+            return StepMetrics(step=self.step, n_agents=0, n_records=0, norm=nan,
+                               normalized_norm=nan, total_spread=nan, within_spread=nan,
+                               between_spread=nan, mean_cosine_distance=nan)
+        counts = np.array([self._count[a] for a in agents], dtype=np.float64)
+        sums = np.stack([self._sum[a] for a in agents])
+        means = sums / counts[:, None]
+        sumsq = np.array([self._sumsq[a] for a in agents])
+        # within: sum_a (sumsq_a - n_a ||mu_a||^2); total: sum sumsq - N ||e_bar||^2
+        within_sum = float((sumsq - counts * np.einsum("ij,ij->i", means, means)).sum())
+        grand = sums.sum(axis=0) / n
+        total_sum = float(sumsq.sum() - n * float(grand @ grand))
+        within = max(within_sum, 0.0) / n
+        total = max(total_sum, 0.0) / n
+        between_sum = float((counts * np.einsum("ij,ij->i", means - grand, means - grand)).sum())
+        between = between_sum / n
+        m = len(agents)
+        norm = collapse_norm(means) if m >= 2 else nan
+        nnorm = norm / math.sqrt(m * (m - 1)) if m >= 2 else nan
+        if self._n_unit >= 2 and self._unit_sum is not None:
+            k = self._n_unit
+            mcd = 1.0 - (float(self._unit_sum @ self._unit_sum) - k) / (k * (k - 1))
+        else:
+            mcd = nan
+        return StepMetrics(
+            step=self.step,
+            n_agents=m,
+            n_records=n,
+            norm=float(norm),
+            normalized_norm=float(nnorm),
+            total_spread=total,
+            within_spread=within,
+            between_spread=between,
+            mean_cosine_distance=mcd,
+            per_agent_counts={a: self._count[a] for a in agents},
+        )
+
+
+def step_metrics(step: int, vectors: np.ndarray, agents: Sequence[str]) -> StepMetrics:
+    """:class:`StepMetrics` for one step's response vectors (shape ``(n, dim)``) and labels."""
+    acc = StepAccumulator(step)
+    if len(agents):
+        acc.add(np.asarray(vectors), list(agents))
+    return acc.metrics()

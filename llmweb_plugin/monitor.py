@@ -1,0 +1,546 @@
+"""``CollapseMonitor``: the sink every callback and agent web writes to.
+
+The caller's thread only validates and enqueues (microseconds); a background worker embeds in
+batches, upserts into the :class:`~llmweb_plugin.store.WebStore`, and keeps running sums per step
+so the paper's series (``||D(t)||_F`` between the agents' mean embeddings, spread, mean cosine
+distance) costs ``O(d)`` per record.
+
+Failures of the embedder or the store are counted, logged and kept (``failed_items``,
+``retry_failed()``), and reported by :meth:`CollapseMonitor.flush` and
+:meth:`CollapseMonitor.close`; nothing is dropped silently and nothing raises into the caller's
+thread except a misuse of :meth:`CollapseMonitor.record` itself (a non-string text, a bad kind).
+
+Example:
+    >>> import llmweb_plugin as lw
+    >>> store = lw.WebStore(":memory:")
+    >>> with lw.CollapseMonitor(store, run_id="demo") as mon:
+    ...     for step in (1, 2):
+    ...         for agent in ("a", "b"):
+    ...             mon.record(f"{agent} says something about step {step}", agent=agent, step=step)
+    ...     hist = mon.history()
+    >>> [h.n_agents for h in hist]
+    [2, 2]
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .embeddings import Embedder, check_embedder, default_embedder
+from .metrics import StepAccumulator, StepMetrics
+from .store import KINDS, RESERVED_METADATA, WEB_KINDS, Record, WebStore
+
+__all__ = ["AlarmEvent", "CollapseMonitor", "MonitorError", "MonitorStats", "new_run_id"]
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+_MAX_ERRORS = 20
+
+
+def new_run_id(prefix: str = "run") -> str:
+    """A fresh, sortable run id such as ``run-20261201-104250-1a2b3c``."""
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{now}-{uuid.uuid4().hex[:6]}"
+
+
+class MonitorError(RuntimeError):
+    """Raised by ``flush(strict=True)`` when records failed to embed or store."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorStats:
+    """Counters of a monitor. ``received == skipped + stored + failed + pending``.
+
+    Attributes:
+        received: calls to ``record`` that passed argument checks.
+        embedded: texts embedded.
+        stored: records written to Qdrant.
+        skipped: records not written on purpose (see ``skip_reasons``).
+        skip_reasons: count per reason, e.g. ``{"empty_text": 2}``.
+        failed: records whose embedding or upsert failed (kept in ``failed_items``).
+        pending: records queued but not yet processed.
+        errors: the last error messages (at most 20).
+        handler_errors: failures inside framework adapters, counted by them.
+    """
+
+    received: int = 0
+    embedded: int = 0
+    stored: int = 0
+    skipped: int = 0
+    skip_reasons: Mapping[str, int] = field(default_factory=dict)
+    failed: int = 0
+    pending: int = 0
+    errors: tuple[str, ...] = ()
+    handler_errors: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlarmEvent:
+    """The norm of ``step`` fell below ``fraction`` times the early ``baseline``."""
+
+    step: int
+    norm: float
+    baseline: float
+    fraction: float
+    run_id: str
+
+
+@dataclass(frozen=True)
+class _Item:
+    text: str
+    agent: str
+    step: int
+    kind: str
+    index: int
+    metadata: Mapping[str, Any]
+    created_at: str
+
+
+class CollapseMonitor:
+    """Embeds, stores and measures everything agents say, step by step.
+
+    Args:
+        store: the shared :class:`~llmweb_plugin.store.WebStore`.
+        run_id: the run's id; a fresh one (:func:`new_run_id`) when ``None``.
+        embedder: defaults to the store's embedder (or the default one). A different embedder
+            than the store's collection was made for is a ``ValueError``.
+        metric_kinds: which kinds enter the per-step metrics (the paper: the ``response``\\ s).
+        batch_size: most texts embedded per batch.
+        alarm_fraction: the alarm fires when a step's norm falls below this fraction of the
+            baseline; ``None`` disables it.
+        baseline_steps: how many first steps (with a defined norm) form the baseline.
+        on_alarm: called with each :class:`AlarmEvent`; its exceptions are counted, not raised.
+        linger: seconds the worker waits to fill a batch once it has one record.
+    """
+
+    def __init__(
+        self,
+        store: WebStore,
+        run_id: str | None = None,
+        embedder: Embedder | None = None,
+        *,
+        metric_kinds: Sequence[str] = ("response",),
+        batch_size: int = 64,
+        alarm_fraction: float | None = 0.5,
+        baseline_steps: int = 3,
+        on_alarm: Callable[[AlarmEvent], Any] | None = None,
+        linger: float = 0.002,
+    ) -> None:
+        if not isinstance(store, WebStore):
+            raise TypeError(f"store must be a WebStore; got {type(store).__name__}")
+        if embedder is None:
+            embedder = store.embedder if store.embedder is not None else default_embedder()
+        embedder = check_embedder(embedder)
+        if int(embedder.dim) != store.dim:
+            raise ValueError(
+                f"embedder {embedder.name!r} makes {embedder.dim}-d vectors but collection "
+                f"{store.collection!r} holds {store.dim}-d vectors"
+            )
+        if store.embedder is not None and store.embedder.name != embedder.name:
+            raise ValueError(
+                f"collection {store.collection!r} is for embedder {store.embedder.name!r}, not "
+                f"{embedder.name!r}: one collection per embedding model. Open "
+                "WebStore(..., embedder=your_embedder) instead."
+            )
+        bad = set(metric_kinds) - set(KINDS)
+        if bad:
+            raise ValueError(f"metric_kinds {sorted(bad)} are not kinds; use some of {KINDS}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        if alarm_fraction is not None and not 0 < alarm_fraction < 1:
+            raise ValueError(f"alarm_fraction must be in (0, 1) or None; got {alarm_fraction}")
+        if baseline_steps < 1:
+            raise ValueError(f"baseline_steps must be >= 1; got {baseline_steps}")
+        self.store = store
+        self.run_id = run_id or new_run_id()
+        self.embedder = embedder
+        self.metric_kinds = tuple(metric_kinds)
+        self.batch_size = int(batch_size)
+        self.alarm_fraction = alarm_fraction
+        self.baseline_steps = int(baseline_steps)
+        self.on_alarm = on_alarm
+        self.linger = float(linger)
+
+        self._lock = threading.RLock()  # counters, accumulators, index counters
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        self._received = 0
+        self._embedded = 0
+        self._stored = 0
+        self._skip_reasons: dict[str, int] = defaultdict(int)
+        self._failed = 0
+        self._errors: list[str] = []
+        self._unreported_failures = 0
+        self._handler_errors = 0
+        self._auto_step: dict[str, int] = defaultdict(int)
+        self._next_index: dict[tuple[str, int, str], int] = defaultdict(int)
+        self._acc: dict[int, StepAccumulator] = {}
+        self._kind_counts: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._extras: dict[int, dict[str, Any]] = defaultdict(dict)
+        self._usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self._alarmed: set[int] = set()
+        self._max_step = -math.inf
+        self.alarms: list[AlarmEvent] = []
+        self.events: list[dict[str, Any]] = []
+        self.failed_items: list[_Item] = []
+
+    # ------------------------------------------------------------------ caller side
+    def record(
+        self,
+        text: str,
+        *,
+        agent: str,
+        step: int | None = None,
+        kind: str = "response",
+        metadata: Mapping[str, Any] | None = None,
+        index: int | None = None,
+    ) -> str | None:
+        """Queue one text for embedding and storage; returns its point id (``None`` if skipped).
+
+        Args:
+            text: what the agent said. Empty or whitespace-only text is a counted skip.
+            agent: who said it.
+            step: the iteration; ``None`` uses a per-agent counter (0, 1, 2, ...).
+            kind: ``response`` (default), ``post``, ``seed``, ``external`` or ``human``.
+            metadata: free JSON-serialisable metadata (keys other than the reserved ones).
+            index: position among the same (agent, step, kind); a per-key counter when ``None``.
+                Recording the same (agent, step, kind, index) twice overwrites: idempotent.
+
+        Raises:
+            TypeError: ``text`` or ``agent`` is not a ``str``.
+            ValueError: bad ``kind``, a negative ``step``, or reserved metadata keys.
+            RuntimeError: the monitor is closed.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be str; got {type(text).__name__}")
+        if not isinstance(agent, str):
+            raise TypeError(f"agent must be str; got {type(agent).__name__}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+        if step is not None and (isinstance(step, bool) or int(step) != step or step < 0):
+            raise ValueError(f"step must be a non-negative integer or None; got {step!r}")
+        meta = dict(metadata or {})
+        bad = RESERVED_METADATA.intersection(meta)
+        if bad:
+            raise ValueError(f"metadata keys {sorted(bad)} are reserved by llmweb; rename them")
+        if self._closed:
+            raise RuntimeError("this CollapseMonitor is closed")
+        with self._lock:
+            self._received += 1
+            if not text.strip():
+                self._skip_reasons["empty_text"] += 1
+                logger.warning("llmweb: skipped an empty text from agent %r (run %s)", agent,
+                               self.run_id)
+                return None
+            if step is None:
+                step = self._auto_step[agent]
+                self._auto_step[agent] += 1
+            step = int(step)
+            key = (agent, step, kind)
+            if index is None:
+                index = self._next_index[key]
+                self._next_index[key] += 1
+            else:
+                self._next_index[key] = max(self._next_index[key], int(index) + 1)
+            item = _Item(text, agent, step, kind, int(index), meta,
+                         _dt.datetime.now(_dt.timezone.utc).isoformat())
+            self._ensure_worker()
+            self._queue.put(item)
+        return Record(text=text, run_id=self.run_id, agent=agent, step=step, kind=kind,
+                      index=int(index)).point_id
+
+    def record_many(
+        self, texts: Sequence[str], *, agent: str, step: int | None = None,
+        kind: str = "response", metadata: Mapping[str, Any] | None = None,
+    ) -> list[str | None]:
+        """``record`` each text with the same agent, step and kind (indexes 0, 1, ...)."""
+        if step is None:
+            with self._lock:
+                step = self._auto_step[agent]
+                self._auto_step[agent] += 1
+        return [self.record(t, agent=agent, step=step, kind=kind, metadata=metadata)
+                for t in texts]
+
+    def record_usage(self, agent: str, **tokens: int) -> None:
+        """Add token counts (e.g. ``input_tokens=12, output_tokens=30``) to an agent's usage."""
+        with self._lock:
+            for k, v in tokens.items():
+                if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+                    self._usage[agent][k] += int(v)
+
+    def annotate(self, step: int, **values: Any) -> None:
+        """Attach extra numbers to a step's history record (e.g. ``injected=3``)."""
+        with self._lock:
+            self._extras[int(step)].update(values)
+
+    def log_event(self, kind: str, **data: Any) -> None:
+        """Keep an event (mitigation, alarm, ...) for the history and the report."""
+        with self._lock:
+            self.events.append({"kind": kind, "run_id": self.run_id, **data})
+
+    def count_handler_error(self, where: str, exc: BaseException) -> None:
+        """Adapters call this when they swallow their own failure; counted and logged."""
+        with self._lock:
+            self._handler_errors += 1
+            self._note_error(f"{where}: {type(exc).__name__}: {exc}")
+        logger.warning("llmweb: %s failed and was skipped: %r", where, exc)
+
+    # ------------------------------------------------------------------ worker side
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(
+                target=self._run, name=f"llmweb-monitor-{self.run_id}", daemon=True
+            )
+            self._worker.start()
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                self._queue.task_done()
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.linger
+            stop = False
+            while len(batch) < self.batch_size:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                batch.append(nxt)
+            try:
+                self._process(batch)
+            except Exception as exc:  # never let the worker die
+                self._fail(batch, "process", exc)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+            if stop:
+                self._queue.task_done()
+                return
+
+    def _note_error(self, msg: str) -> None:
+        self._errors.append(msg)
+        del self._errors[:-_MAX_ERRORS]
+
+    def _fail(self, batch: list[_Item], where: str, exc: BaseException) -> None:
+        with self._lock:
+            self._failed += len(batch)
+            self._unreported_failures += len(batch)
+            self.failed_items.extend(batch)
+            self._note_error(f"{where}: {type(exc).__name__}: {exc}")
+        logger.error("llmweb: %s failed for %d record(s) of run %s: %r", where, len(batch),
+                     self.run_id, exc)
+
+    def _process(self, batch: list[_Item]) -> None:
+        try:
+            vecs = np.asarray(self.embedder.embed([it.text for it in batch]), dtype=np.float32)
+            if vecs.shape != (len(batch), self.store.dim):
+                raise ValueError(
+                    f"embedder returned shape {vecs.shape}; expected ({len(batch)}, {self.store.dim})"
+                )
+            if not np.all(np.isfinite(vecs)):
+                raise ValueError("embedder returned non-finite values")
+        except Exception as exc:
+            self._fail(batch, "embed", exc)
+            return
+        with self._lock:
+            self._embedded += len(batch)
+        recs = [
+            Record(text=it.text, run_id=self.run_id, agent=it.agent, step=it.step, kind=it.kind,
+                   index=it.index, metadata=it.metadata, created_at=it.created_at, vector=v)
+            for it, v in zip(batch, vecs)
+        ]
+        try:
+            self.store.upsert(recs)
+        except Exception as exc:
+            self._fail(batch, "store", exc)
+            return
+        with self._lock:
+            self._stored += len(batch)
+            prev_max = self._max_step
+            for it, v in zip(batch, vecs):
+                self._kind_counts[it.step][it.kind] += 1
+                if it.kind in self.metric_kinds:
+                    acc = self._acc.get(it.step)
+                    if acc is None:
+                        acc = self._acc[it.step] = StepAccumulator(it.step)
+                    acc.add(v[None, :], [it.agent])
+                    if it.step > self._max_step:
+                        self._max_step = it.step
+            if self._max_step > prev_max:  # a step was completed by a later one
+                self._check_alarms(final=False)
+
+    # ------------------------------------------------------------------ alarms
+    def _check_alarms(self, *, final: bool) -> None:
+        if self.alarm_fraction is None:
+            return
+        steps = sorted(self._acc)
+        norms = [(s, self._acc[s].metrics().norm) for s in steps]
+        finite = [(s, n) for s, n in norms if math.isfinite(n)]
+        if len(finite) <= self.baseline_steps:
+            return
+        base_steps = finite[: self.baseline_steps]
+        baseline = float(np.mean([n for _, n in base_steps]))
+        last_base = base_steps[-1][0]
+        fired: list[AlarmEvent] = []
+        for s, n in finite[self.baseline_steps:]:
+            complete = final or s < self._max_step
+            if not complete or s in self._alarmed or s <= last_base:
+                continue
+            if n < self.alarm_fraction * baseline:
+                self._alarmed.add(s)
+                ev = AlarmEvent(step=s, norm=n, baseline=baseline, fraction=self.alarm_fraction,
+                                run_id=self.run_id)
+                self.alarms.append(ev)
+                self.events.append({"kind": "alarm", "run_id": self.run_id, "step": s,
+                                    "norm": n, "baseline": baseline})
+                fired.append(ev)
+        for ev in fired:
+            logger.warning("llmweb: collapse alarm in run %s at step %d: norm %.4g < %.2f x "
+                           "baseline %.4g", ev.run_id, ev.step, ev.norm, ev.fraction, ev.baseline)
+            if self.on_alarm is not None:
+                try:
+                    self.on_alarm(ev)
+                except Exception as exc:
+                    self.count_handler_error("on_alarm callback", exc)
+
+    # ------------------------------------------------------------------ read-outs
+    @property
+    def stats(self) -> MonitorStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            skipped = sum(self._skip_reasons.values())
+            pending = self._received - skipped - self._stored - self._failed
+            return MonitorStats(
+                received=self._received, embedded=self._embedded, stored=self._stored,
+                skipped=skipped, skip_reasons=dict(self._skip_reasons), failed=self._failed,
+                pending=max(pending, 0), errors=tuple(self._errors),
+                handler_errors=self._handler_errors,
+            )
+
+    @property
+    def usage(self) -> dict[str, dict[str, int]]:
+        """Token usage per agent, as reported by the models (may be empty)."""
+        with self._lock:
+            return {a: dict(u) for a, u in self._usage.items()}
+
+    def flush(self, timeout: float | None = None, *, strict: bool = False) -> MonitorStats:
+        """Wait until everything queued is embedded and stored (or failed).
+
+        Failures since the last flush are logged as an error; with ``strict=True`` they raise
+        :class:`MonitorError`. Returns the stats.
+
+        Args:
+            timeout: seconds to wait at most; ``None`` waits for as long as it takes.
+            strict: raise on failures instead of only logging them.
+        """
+        if self._worker is not None and self._worker.is_alive():
+            if timeout is None:
+                self._queue.join()
+            else:
+                end = time.monotonic() + timeout
+                while self._queue.unfinished_tasks and time.monotonic() < end:
+                    time.sleep(0.005)
+        with self._lock:
+            self._check_alarms(final=True)
+            unreported, self._unreported_failures = self._unreported_failures, 0
+        stats = self.stats
+        if unreported:
+            msg = (f"llmweb: {unreported} record(s) of run {self.run_id} failed to embed or store "
+                   f"(kept in monitor.failed_items; call retry_failed()). Last error: "
+                   f"{stats.errors[-1] if stats.errors else '?'}")
+            logger.error(msg)
+            if strict:
+                raise MonitorError(msg)
+        return stats
+
+    def retry_failed(self) -> int:
+        """Queue the failed records again; returns how many were re-queued."""
+        with self._lock:
+            items, self.failed_items = self.failed_items, []
+            self._failed -= len(items)
+            for it in items:
+                self._ensure_worker()
+                self._queue.put(it)
+        return len(items)
+
+    def history(self, *, flush: bool = True) -> list[StepMetrics]:
+        """One :class:`~llmweb_plugin.metrics.StepMetrics` per step with metric records.
+
+        ``extras`` of each record holds the web accounting up to that step (``web_size``,
+        ``synthetic_fraction``: posts over the web, and the count of each kind) plus anything
+        given to :meth:`annotate`.
+        """
+        if flush:
+            self.flush()
+        with self._lock:
+            steps = sorted(set(self._acc) | set(self._extras))
+            all_steps = sorted(set(steps) | set(self._kind_counts))
+            cum: dict[str, int] = defaultdict(int)
+            web_at: dict[int, dict[str, Any]] = {}
+            for s in all_steps:
+                for k, c in self._kind_counts.get(s, {}).items():
+                    cum[k] += c
+                web = sum(cum[k] for k in WEB_KINDS)
+                web_at[s] = {
+                    "web_size": web,
+                    "synthetic_fraction": (cum["post"] / web) if web else None,
+                    **{f"n_{k}": self._kind_counts.get(s, {}).get(k, 0) for k in KINDS},
+                }
+            out = []
+            for s in steps:
+                acc = self._acc.get(s) or StepAccumulator(s)
+                m = acc.metrics()
+                out.append(replace(m, extras={**web_at.get(s, {}), **self._extras.get(s, {})}))
+            return out
+
+    def latest(self) -> StepMetrics | None:
+        """The newest step's metrics, or ``None``."""
+        hist = self.history()
+        return hist[-1] if hist else None
+
+    def records(self, **filters: Any) -> list[Record]:
+        """This run's records as stored in Qdrant (after a flush)."""
+        self.flush()
+        return self.store.records(self.run_id, **filters)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> MonitorStats:
+        """Flush, stop the worker and report. The store stays open (it is the caller's)."""
+        if self._closed:
+            return self.stats
+        stats = self.flush()
+        self._closed = True
+        if self._worker is not None and self._worker.is_alive():
+            self._queue.put(_STOP)
+            self._worker.join(timeout=10)
+        return stats
+
+    def __enter__(self) -> CollapseMonitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (f"CollapseMonitor(run_id={self.run_id!r}, stored={s.stored}, "
+                f"failed={s.failed}, skipped={s.skipped})")

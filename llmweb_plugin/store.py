@@ -1,0 +1,595 @@
+"""The shared web: one Qdrant collection per embedding model, records with their provenance.
+
+``WebStore`` wraps a :class:`qdrant_client.QdrantClient`. The same calls serve qdrant-client's
+embedded local mode (``":memory:"`` or a folder) and a Qdrant server or cluster (``url=``), so a
+URL is all a user changes.
+
+Point layout (compatible with ``langchain_qdrant.QdrantVectorStore``)::
+
+    vector:  unnamed, size = embedder.dim, cosine distance
+    payload: {"page_content": text,
+              "metadata": {"run_id", "agent", "step", "kind", "index", "created_at", ...user keys}}
+
+Point ids are ``uuid5(run_id | agent | step | kind | index)``: writing the same record twice is
+idempotent. ``kind`` is one of ``seed``, ``post``, ``response``, ``external``, ``human``; the web
+``A(t)`` of a run is every record of the web kinds (all but ``response``).
+
+Example:
+    >>> import numpy as np
+    >>> store = WebStore(":memory:", embedder=None, dim=3, collection="demo")
+    >>> store.upsert([Record(text="hello", run_id="r", agent="seed", step=0, kind="seed",
+    ...                      vector=np.array([1.0, 0.0, 0.0]))])
+    1
+    >>> [r.text for r in store.web("r")]
+    ['hello']
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from .embeddings import Embedder, check_embedder, default_embedder
+
+__all__ = [
+    "KINDS",
+    "RESERVED_METADATA",
+    "WEB_KINDS",
+    "Record",
+    "StoreLockedError",
+    "WebStore",
+    "point_id",
+]
+
+logger = logging.getLogger(__name__)
+
+KINDS: tuple[str, ...] = ("seed", "external", "human", "post", "response")
+WEB_KINDS: tuple[str, ...] = ("seed", "external", "human", "post")
+_KIND_ORDER = {k: i for i, k in enumerate(KINDS)}
+RESERVED_METADATA: frozenset[str] = frozenset(
+    {"run_id", "agent", "step", "kind", "index", "created_at"}
+)
+_NAMESPACE = uuid.UUID("9b3e6f0c-2f55-5f43-9a57-6c6c6d776562")
+_UPSERT_BATCH = 256
+_SCROLL_PAGE = 1024
+
+
+class StoreLockedError(RuntimeError):
+    """A local Qdrant folder is already open in another process (or another client)."""
+
+
+def point_id(run_id: str, agent: str, step: int, kind: str, index: int) -> str:
+    """The deterministic point id of a record: ``uuid5`` of its provenance."""
+    return str(uuid.uuid5(_NAMESPACE, f"{run_id}|{agent}|{int(step)}|{kind}|{int(index)}"))
+
+
+def _jsonable(value: Any) -> Any:
+    """Payload values must survive JSON (a server) as well as local mode."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    return str(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Record:
+    """One text in the web, with its provenance.
+
+    Attributes:
+        text: the text (``page_content``).
+        run_id: the run (experiment or app session) it belongs to.
+        agent: who wrote it (``"seed"`` for seed documents by default).
+        step: the iteration it belongs to (seeds: 0; an agent's answers at step t: t).
+        kind: ``seed``, ``post``, ``response``, ``external`` or ``human``.
+        index: position among records with the same (run, agent, step, kind).
+        metadata: free user metadata (JSON-serialisable values).
+        created_at: ISO-8601 UTC time of writing; filled on upsert when empty.
+        vector: the embedding, shape ``(dim,)``, when loaded.
+        score: similarity score, for search results.
+        id: the point id; derived from the provenance when empty.
+    """
+
+    text: str
+    run_id: str
+    agent: str
+    step: int
+    kind: str = "response"
+    index: int = 0
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    vector: np.ndarray | None = field(default=None, repr=False, compare=False)
+    score: float | None = None
+    id: str = ""
+
+    @property
+    def point_id(self) -> str:
+        return self.id or point_id(self.run_id, self.agent, self.step, self.kind, self.index)
+
+    def payload(self) -> dict[str, Any]:
+        """The Qdrant payload (langchain-qdrant layout)."""
+        bad = RESERVED_METADATA.intersection(self.metadata)
+        if bad:
+            raise ValueError(
+                f"metadata keys {sorted(bad)} are reserved by llmweb; rename them "
+                f"(reserved: {sorted(RESERVED_METADATA)})"
+            )
+        meta = {str(k): _jsonable(v) for k, v in self.metadata.items()}
+        meta.update(
+            run_id=self.run_id,
+            agent=self.agent,
+            step=int(self.step),
+            kind=self.kind,
+            index=int(self.index),
+            created_at=self.created_at or _now(),
+        )
+        return {"page_content": self.text, "metadata": meta}
+
+    @classmethod
+    def from_point(cls, point: Any) -> Record:
+        payload = point.payload or {}
+        meta = dict(payload.get("metadata") or {})
+        vec = point.vector
+        if isinstance(vec, dict):  # named vectors: take the unnamed/default one if present
+            vec = vec.get("") or next(iter(vec.values()), None)
+        user = {k: v for k, v in meta.items() if k not in RESERVED_METADATA}
+        return cls(
+            text=str(payload.get("page_content", "")),
+            run_id=str(meta.get("run_id", "")),
+            agent=str(meta.get("agent", "")),
+            step=int(meta.get("step", 0) or 0),
+            kind=str(meta.get("kind", "")),
+            index=int(meta.get("index", 0) or 0),
+            metadata=user,
+            created_at=str(meta.get("created_at", "")),
+            vector=None if vec is None else np.asarray(vec, dtype=np.float32),
+            score=getattr(point, "score", None),
+            id=str(point.id),
+        )
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+
+def _sort_key(r: Record) -> tuple[int, int, str, int, str]:
+    return (r.step, _KIND_ORDER.get(r.kind, 99), r.agent, r.index, r.point_id)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "embedder"
+
+
+def _distance(name: str | models.Distance) -> models.Distance:
+    if isinstance(name, models.Distance):
+        return name
+    table = {d.value.lower(): d for d in models.Distance}
+    try:
+        return table[str(name).lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown distance {name!r}; use one of {sorted(table)}"
+        ) from None
+
+
+class WebStore:
+    """The shared web of one or many runs, in one Qdrant collection.
+
+    Args:
+        location: ``":memory:"`` (default) or a folder for qdrant-client's embedded local mode.
+        url: a Qdrant server or cluster URL instead of a local location.
+        api_key: the server's API key (never logged).
+        client: an existing ``QdrantClient`` to use as is (``close()`` leaves it open).
+        collection: collection name; default ``llmweb__<embedder name>``.
+        embedder: the :class:`~llmweb_plugin.embeddings.Embedder` whose vectors this collection
+            holds; default :func:`~llmweb_plugin.embeddings.default_embedder`. Pass ``None``
+            together with ``dim=`` for a store that only receives vectors.
+        dim: vector size when no embedder is given.
+        distance: ``"cosine"`` (default), ``"euclid"``, ``"dot"`` or ``"manhattan"``.
+        **client_kwargs: passed to ``QdrantClient`` (e.g. ``timeout``, ``prefer_grpc``).
+
+    Raises:
+        StoreLockedError: the local folder is already open in another process.
+        ValueError: an existing collection has another vector size or distance.
+    """
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str] | None = None,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        client: QdrantClient | None = None,
+        collection: str | None = None,
+        embedder: Embedder | None | str = "default",
+        dim: int | None = None,
+        distance: str | models.Distance = "cosine",
+        **client_kwargs: Any,
+    ) -> None:
+        given = sum(x is not None for x in (location, url, client))
+        if given > 1:
+            raise ValueError("pass only one of location, url= or client=")
+        if isinstance(embedder, str):
+            if embedder != "default":
+                raise ValueError("embedder must be an Embedder object, 'default' or None")
+            embedder = default_embedder() if dim is None else None
+        self.embedder: Embedder | None = None if embedder is None else check_embedder(embedder)
+        if self.embedder is not None:
+            if dim is not None and dim != self.embedder.dim:
+                raise ValueError(f"dim={dim} disagrees with the embedder's dim={self.embedder.dim}")
+            dim = int(self.embedder.dim)
+        if dim is None or int(dim) < 1:
+            raise ValueError("pass an embedder, or dim= (a positive vector size) without one")
+        self.dim = int(dim)
+        self.distance = _distance(distance)
+        name = self.embedder.name if self.embedder is not None else f"vectors-{self.dim}"
+        self.collection = collection or f"llmweb__{_slug(name)}"
+        self._owns_client = client is None
+        self._lock = threading.RLock()
+        self._closed = False
+        if client is not None:
+            self.client = client
+        elif url is not None:
+            self.client = QdrantClient(url=url, api_key=api_key, **client_kwargs)
+        else:
+            loc = ":memory:" if location is None else os.fspath(location)
+            if loc == ":memory:":
+                self.client = QdrantClient(location=":memory:", **client_kwargs)
+            else:
+                Path(loc).mkdir(parents=True, exist_ok=True)
+                try:
+                    self.client = QdrantClient(path=loc, **client_kwargs)
+                except RuntimeError as exc:
+                    if "already accessed" in str(exc):
+                        raise StoreLockedError(
+                            f"the local Qdrant folder {loc!r} is already open in another process "
+                            "or client. Embedded local mode is single-process: close the other "
+                            "WebStore, or run a Qdrant server and use WebStore(url=...) for "
+                            "multi-process work."
+                        ) from exc
+                    raise
+        opts = getattr(self.client, "init_options", {}) or {}
+        self.is_local = opts.get("location") == ":memory:" or opts.get("path") is not None
+        self._ensure_collection()
+
+    # ------------------------------------------------------------------ setup
+    def _ensure_collection(self) -> None:
+        with self._lock:
+            if self.client.collection_exists(self.collection):
+                self._validate_collection()
+                return
+            self.client.create_collection(
+                self.collection,
+                vectors_config=models.VectorParams(size=self.dim, distance=self.distance),
+            )
+            if not self.is_local:  # payload indexes have no effect in local mode
+                self.client.create_payload_index(
+                    self.collection,
+                    "metadata.run_id",
+                    models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
+                )
+                for key in ("metadata.agent", "metadata.kind"):
+                    self.client.create_payload_index(
+                        self.collection, key, models.PayloadSchemaType.KEYWORD
+                    )
+                self.client.create_payload_index(
+                    self.collection, "metadata.step", models.PayloadSchemaType.INTEGER
+                )
+
+    def _validate_collection(self) -> None:
+        info = self.client.get_collection(self.collection)
+        vectors = info.config.params.vectors
+        if isinstance(vectors, dict):
+            if "" not in vectors:
+                raise ValueError(
+                    f"collection {self.collection!r} uses named vectors {sorted(vectors)} "
+                    "(e.g. LlamaIndex's 'text-dense' layout); llmweb needs the unnamed-vector "
+                    "layout of langchain-qdrant. Use another collection name."
+                )
+            vectors = vectors[""]
+        size, dist = vectors.size, vectors.distance
+        if size != self.dim or dist != self.distance:
+            raise ValueError(
+                f"collection {self.collection!r} holds {size}-d vectors with {dist.value} distance, "
+                f"but this store was opened for {self.dim}-d vectors with {self.distance.value} "
+                "distance. Use the embedder the collection was made with, or another collection."
+            )
+
+    # ------------------------------------------------------------------ writes
+    def upsert(self, records: Iterable[Record], vectors: np.ndarray | None = None) -> int:
+        """Write records (idempotent by point id), in batches. Returns the number written.
+
+        Args:
+            records: records; each needs a ``vector`` unless ``vectors`` is given.
+            vectors: optional array of shape ``(n_records, dim)`` overriding ``Record.vector``.
+        """
+        recs = list(records)
+        if vectors is not None:
+            vectors = np.asarray(vectors, dtype=np.float32)
+            if vectors.shape != (len(recs), self.dim):
+                raise ValueError(
+                    f"vectors has shape {vectors.shape}; expected ({len(recs)}, {self.dim})"
+                )
+        points = []
+        for i, rec in enumerate(recs):
+            if rec.kind not in _KIND_ORDER:
+                raise ValueError(f"kind must be one of {KINDS}; got {rec.kind!r}")
+            vec = vectors[i] if vectors is not None else rec.vector
+            if vec is None:
+                raise ValueError(f"record {rec.point_id} has no vector; embed it first")
+            vec = np.asarray(vec, dtype=np.float32).reshape(-1)
+            if vec.shape[0] != self.dim:
+                raise ValueError(f"vector of size {vec.shape[0]}; this store holds {self.dim}-d")
+            if not np.all(np.isfinite(vec)):
+                raise ValueError(f"record {rec.point_id} has a non-finite vector")
+            points.append(
+                models.PointStruct(id=rec.point_id, vector=vec.tolist(), payload=rec.payload())
+            )
+        with self._lock:
+            self._check_open()
+            for start in range(0, len(points), _UPSERT_BATCH):
+                self.client.upsert(
+                    self.collection, points=points[start : start + _UPSERT_BATCH], wait=True
+                )
+        return len(points)
+
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        *,
+        run_id: str,
+        agent: str,
+        step: int,
+        kind: str,
+        start_index: int = 0,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> list[Record]:
+        """Embed ``texts`` with the store's embedder and write them; returns the records."""
+        if self.embedder is None:
+            raise ValueError("this store has no embedder; pass vectors to upsert() instead")
+        texts = list(texts)
+        vecs = self.embedder.embed(texts) if texts else np.zeros((0, self.dim), np.float32)
+        recs = [
+            Record(text=t, run_id=run_id, agent=agent, step=step, kind=kind,
+                   index=start_index + i, metadata=dict(metadata or {}), vector=v)
+            for i, (t, v) in enumerate(zip(texts, vecs))
+        ]
+        self.upsert(recs)
+        return recs
+
+    def add_seeds(self, texts: Sequence[str], *, run_id: str, agent: str = "seed") -> list[Record]:
+        """Write the seed documents ``A(0)`` of a run (kind ``seed``, step 0)."""
+        return self.add_texts(texts, run_id=run_id, agent=agent, step=0, kind="seed")
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete every record of ``run_id``."""
+        with self._lock:
+            self._check_open()
+            self.client.delete(
+                self.collection,
+                points_selector=models.FilterSelector(filter=self._filter(run_id=run_id)),
+                wait=True,
+            )
+
+    # ------------------------------------------------------------------ reads
+    @staticmethod
+    def _filter(
+        *,
+        run_id: str | None = None,
+        agent: str | Sequence[str] | None = None,
+        step: int | None = None,
+        kind: str | Sequence[str] | None = None,
+        before_step: int | None = None,
+    ) -> models.Filter | None:
+        must: list[Any] = []
+
+        def match(key: str, value: Any) -> None:
+            if isinstance(value, (list, tuple, set, frozenset)):
+                must.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))
+            else:
+                must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+
+        if run_id is not None:
+            match("metadata.run_id", run_id)
+        if agent is not None:
+            match("metadata.agent", agent)
+        if kind is not None:
+            match("metadata.kind", kind)
+        if step is not None:
+            match("metadata.step", int(step))
+        if before_step is not None:
+            must.append(models.FieldCondition(key="metadata.step",
+                                              range=models.Range(lt=int(before_step))))
+        return models.Filter(must=must) if must else None
+
+    def _scroll(self, flt: models.Filter | None, with_vectors: bool) -> Iterator[Any]:
+        offset = None
+        while True:
+            with self._lock:
+                self._check_open()
+                points, offset = self.client.scroll(
+                    self.collection, scroll_filter=flt, limit=_SCROLL_PAGE, offset=offset,
+                    with_payload=True, with_vectors=with_vectors,
+                )
+            yield from points
+            if offset is None:
+                return
+
+    def records(
+        self,
+        run_id: str | None = None,
+        *,
+        agent: str | Sequence[str] | None = None,
+        step: int | None = None,
+        kind: str | Sequence[str] | None = None,
+        before_step: int | None = None,
+        with_vectors: bool = False,
+    ) -> list[Record]:
+        """Records matching the filters, in a stable order (step, kind, agent, index)."""
+        flt = self._filter(run_id=run_id, agent=agent, step=step, kind=kind,
+                           before_step=before_step)
+        recs = [Record.from_point(p) for p in self._scroll(flt, with_vectors)]
+        recs.sort(key=_sort_key)
+        return recs
+
+    def web(
+        self,
+        run_id: str,
+        *,
+        post_agents: Iterable[str] | None = None,
+        before_step: int | None = None,
+        with_vectors: bool = False,
+    ) -> list[Record]:
+        """The web ``A(t)`` of a run: seeds, posts, external and human documents.
+
+        Args:
+            run_id: the run.
+            post_agents: if given, only posts by these agents are included (seeds, external and
+                human documents always are): the view of one agent in a non-full topology.
+            before_step: only records with ``step < before_step`` (the web as it stood then).
+            with_vectors: load the vectors too.
+        """
+        recs = self.records(run_id, kind=list(WEB_KINDS), before_step=before_step,
+                            with_vectors=with_vectors)
+        if post_agents is not None:
+            allowed = set(post_agents)
+            recs = [r for r in recs if r.kind != "post" or r.agent in allowed]
+        return recs
+
+    def sample(
+        self,
+        k: int,
+        *,
+        run_id: str,
+        rng: np.random.Generator | int | None = None,
+        post_agents: Iterable[str] | None = None,
+        before_step: int | None = None,
+    ) -> list[Record]:
+        """``k`` records drawn uniformly without replacement from the run's web.
+
+        The web is put in its stable order before drawing, so a given ``rng`` seed gives the same
+        sample whatever order Qdrant returned the points in.
+
+        Raises:
+            ValueError: ``k`` is negative or larger than the web.
+        """
+        pool = self.web(run_id, post_agents=post_agents, before_step=before_step)
+        if k < 0 or k > len(pool):
+            raise ValueError(f"cannot sample k={k} from a web of {len(pool)} records")
+        gen = np.random.default_rng(rng)
+        idx = gen.choice(len(pool), size=k, replace=False) if k else np.zeros(0, dtype=int)
+        return [pool[i] for i in idx]
+
+    def search(
+        self,
+        query: str | Sequence[float] | np.ndarray,
+        k: int = 4,
+        *,
+        run_id: str | None = None,
+        kind: str | Sequence[str] | None = None,
+        post_agents: Iterable[str] | None = None,
+        before_step: int | None = None,
+    ) -> list[Record]:
+        """The ``k`` most similar records to a text or vector (records carry ``score``)."""
+        if isinstance(query, str):
+            if self.embedder is None:
+                raise ValueError("this store has no embedder; search with a vector")
+            vec = self.embedder.embed([query])[0]
+        else:
+            vec = np.asarray(query, dtype=np.float32).reshape(-1)
+        if vec.shape[0] != self.dim:
+            raise ValueError(f"query vector has size {vec.shape[0]}; this store holds {self.dim}-d")
+        flt = self._filter(run_id=run_id, kind=kind, before_step=before_step)
+        if post_agents is not None:
+            allowed = list(post_agents)
+            not_other_posts = models.Filter(
+                should=[
+                    models.Filter(must_not=[models.FieldCondition(
+                        key="metadata.kind", match=models.MatchValue(value="post"))]),
+                    models.FieldCondition(key="metadata.agent", match=models.MatchAny(any=allowed)),
+                ]
+            )
+            flt = models.Filter(must=[*(flt.must if flt else []), not_other_posts])
+        with self._lock:
+            self._check_open()
+            res = self.client.query_points(
+                self.collection, query=vec.tolist(), query_filter=flt, limit=int(k),
+                with_payload=True,
+            )
+        return [Record.from_point(p) for p in res.points]
+
+    def count(self, run_id: str | None = None, *, kind: str | Sequence[str] | None = None) -> int:
+        """Exact number of records matching the filters."""
+        with self._lock:
+            self._check_open()
+            return int(self.client.count(
+                self.collection, count_filter=self._filter(run_id=run_id, kind=kind), exact=True
+            ).count)
+
+    def runs(self) -> list[str]:
+        """The run ids present in the collection, sorted."""
+        ids: set[str] = set()
+        offset = None
+        while True:
+            with self._lock:
+                self._check_open()
+                points, offset = self.client.scroll(
+                    self.collection, limit=_SCROLL_PAGE, offset=offset,
+                    with_payload=["metadata.run_id"], with_vectors=False,
+                )
+            for p in points:
+                rid = ((p.payload or {}).get("metadata") or {}).get("run_id")
+                if rid is not None:
+                    ids.add(str(rid))
+            if offset is None:
+                return sorted(ids)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this WebStore is closed")
+
+    def close(self) -> None:
+        """Close the client if this store created it (releases a local folder's lock)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._owns_client:
+                self.client.close()
+
+    def __enter__(self) -> WebStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "local" if self.is_local else "server"
+        return f"WebStore(collection={self.collection!r}, dim={self.dim}, {where})"
+
+
+def with_vector(record: Record, vector: np.ndarray) -> Record:
+    """A copy of ``record`` carrying ``vector``."""
+    return replace(record, vector=vector)
