@@ -41,7 +41,7 @@ __all__ = [
     "vendi_score",
 ]
 
-_CHUNK_ROWS = 8192
+_CHUNK_ROWS = 512
 
 
 def _as_2d(X: object, name: str = "X") -> np.ndarray:
@@ -54,7 +54,12 @@ def _as_2d(X: object, name: str = "X") -> np.ndarray:
 
 
 def _sum_sq_dev(X: np.ndarray) -> np.ndarray:
-    """``sum_i ||x_i - x_bar||^2`` over axis -2, float64, chunked to stay cache friendly.
+    """``sum_i ||x_i - x_bar||^2`` over axis -2, accumulated in float64.
+
+    2-D input is streamed in row blocks through one float64 buffer that stays in cache: each block
+    is shifted by the first row (which removes any common offset, so near-identical rows keep
+    their precision), then its column sums and its sum of squares are accumulated;
+    ``sum ||x - c||^2 - m ||x_bar - c||^2`` gives the result in one pass over ``X``.
 
     Args:
         X: array of shape ``(..., m, d)``.
@@ -65,13 +70,22 @@ def _sum_sq_dev(X: np.ndarray) -> np.ndarray:
     m = X.shape[-2]
     if m == 0:
         return np.zeros(X.shape[:-2])
-    mean = X.sum(axis=-2, dtype=np.float64, keepdims=True) / m
-    if X.ndim == 2 and m > _CHUNK_ROWS:
-        total = 0.0
+    if X.ndim == 2:
+        d = X.shape[1]
+        shift = X[0].astype(np.float64)
+        col = np.zeros(d)
+        sq = 0.0
+        buf = np.empty((min(m, _CHUNK_ROWS), d))
         for start in range(0, m, _CHUNK_ROWS):
-            block = X[start : start + _CHUNK_ROWS] - mean
-            total += float(np.einsum("ij,ij->", block, block))
-        return np.asarray(total)
+            blk = X[start : start + _CHUNK_ROWS]
+            b = buf[: blk.shape[0]]
+            np.subtract(blk, shift, out=b)
+            col += b.sum(axis=0)
+            flat = b.ravel()
+            sq += float(np.einsum("i,i->", flat, flat))
+        mean = col / m
+        return np.asarray(max(sq - m * float(mean @ mean), 0.0))
+    mean = X.sum(axis=-2, dtype=np.float64, keepdims=True) / m
     dev = X - mean
     return np.einsum("...ij,...ij->...", dev, dev)
 
