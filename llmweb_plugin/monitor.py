@@ -177,6 +177,8 @@ class CollapseMonitor:
         self._lock = threading.RLock()  # counters, accumulators, index counters
         self._queue: queue.Queue[Any] = queue.Queue()
         self._worker: threading.Thread | None = None
+        self._store_worker: threading.Thread | None = None
+        self._store_q: queue.Queue[Any] = queue.Queue(maxsize=4)
         self._closed = False
         self._received = 0
         self._embedded = 0
@@ -301,16 +303,24 @@ class CollapseMonitor:
 
     # ------------------------------------------------------------------ worker side
     def _ensure_worker(self) -> None:
+        # Two pipelined stages: embedding (torch releases the GIL) overlaps the Qdrant upsert of
+        # the previous batch. Each queued record is marked done only after the store stage.
         if self._worker is None or not self._worker.is_alive():
             self._worker = threading.Thread(
-                target=self._run, name=f"llmweb-monitor-{self.run_id}", daemon=True
+                target=self._run, name=f"llmweb-embed-{self.run_id}", daemon=True
             )
             self._worker.start()
+        if self._store_worker is None or not self._store_worker.is_alive():
+            self._store_worker = threading.Thread(
+                target=self._run_store, name=f"llmweb-store-{self.run_id}", daemon=True
+            )
+            self._store_worker.start()
 
     def _run(self) -> None:
         while True:
             first = self._queue.get()
             if first is _STOP:
+                self._store_q.put(_STOP)
                 self._queue.task_done()
                 return
             batch = [first]
@@ -325,16 +335,34 @@ class CollapseMonitor:
                     stop = True
                     break
                 batch.append(nxt)
+            vecs = None
             try:
-                self._process(batch)
+                vecs = self._embed(batch)
             except Exception as exc:  # never let the worker die
-                self._fail(batch, "process", exc)
+                self._fail(batch, "embed", exc)
+            if vecs is None:
+                for _ in batch:
+                    self._queue.task_done()
+            else:
+                self._store_q.put((batch, vecs))
+            if stop:
+                self._store_q.put(_STOP)
+                self._queue.task_done()
+                return
+
+    def _run_store(self) -> None:
+        while True:
+            job = self._store_q.get()
+            if job is _STOP:
+                return
+            batch, vecs = job
+            try:
+                self._store(batch, vecs)
+            except Exception as exc:  # never let the worker die
+                self._fail(batch, "store", exc)
             finally:
                 for _ in batch:
                     self._queue.task_done()
-            if stop:
-                self._queue.task_done()
-                return
 
     def _note_error(self, msg: str) -> None:
         self._errors.append(msg)
@@ -349,30 +377,25 @@ class CollapseMonitor:
         logger.error("llmweb: %s failed for %d record(s) of run %s: %r", where, len(batch),
                      self.run_id, exc)
 
-    def _process(self, batch: list[_Item]) -> None:
-        try:
-            vecs = np.asarray(self.embedder.embed([it.text for it in batch]), dtype=np.float32)
-            if vecs.shape != (len(batch), self.store.dim):
-                raise ValueError(
-                    f"embedder returned shape {vecs.shape}; expected ({len(batch)}, {self.store.dim})"
-                )
-            if not np.all(np.isfinite(vecs)):
-                raise ValueError("embedder returned non-finite values")
-        except Exception as exc:
-            self._fail(batch, "embed", exc)
-            return
+    def _embed(self, batch: list[_Item]) -> np.ndarray:
+        vecs = np.asarray(self.embedder.embed([it.text for it in batch]), dtype=np.float32)
+        if vecs.shape != (len(batch), self.store.dim):
+            raise ValueError(
+                f"embedder returned shape {vecs.shape}; expected ({len(batch)}, {self.store.dim})"
+            )
+        if not np.all(np.isfinite(vecs)):
+            raise ValueError("embedder returned non-finite values")
         with self._lock:
             self._embedded += len(batch)
+        return vecs
+
+    def _store(self, batch: list[_Item], vecs: np.ndarray) -> None:
         recs = [
             Record(text=it.text, run_id=self.run_id, agent=it.agent, step=it.step, kind=it.kind,
                    index=it.index, metadata=it.metadata, created_at=it.created_at, vector=v)
             for it, v in zip(batch, vecs)
         ]
-        try:
-            self.store.upsert(recs)
-        except Exception as exc:
-            self._fail(batch, "store", exc)
-            return
+        self.store.upsert(recs)
         with self._lock:
             self._stored += len(batch)
             prev_max = self._max_step
@@ -531,7 +554,9 @@ class CollapseMonitor:
         self._closed = True
         if self._worker is not None and self._worker.is_alive():
             self._queue.put(_STOP)
-            self._worker.join(timeout=10)
+            self._worker.join(timeout=30)
+        if self._store_worker is not None:
+            self._store_worker.join(timeout=30)
         return stats
 
     def __enter__(self) -> CollapseMonitor:
