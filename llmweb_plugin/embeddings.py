@@ -51,8 +51,15 @@ class Embedder(Protocol):
         dim: the vector size.
     """
 
-    name: str
-    dim: int
+    @property
+    def name(self) -> str:
+        """Stable identifier of the model."""
+        ...
+
+    @property
+    def dim(self) -> int:
+        """The vector size."""
+        ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns float32 of shape ``(len(texts), dim)``."""

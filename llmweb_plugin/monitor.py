@@ -144,6 +144,7 @@ class CollapseMonitor:
         if embedder is None:
             embedder = store.embedder if store.embedder is not None else default_embedder()
         embedder = check_embedder(embedder)
+        assert embedder is not None
         if int(embedder.dim) != store.dim:
             raise ValueError(
                 f"embedder {embedder.name!r} makes {embedder.dim}-d vectors but collection "

@@ -233,8 +233,10 @@ class WebStore:
         if isinstance(embedder, str):
             if embedder != "default":
                 raise ValueError("embedder must be an Embedder object, 'default' or None")
-            embedder = default_embedder() if dim is None else None
-        self.embedder: Embedder | None = None if embedder is None else check_embedder(embedder)
+            chosen: Embedder | None = default_embedder() if dim is None else None
+        else:
+            chosen = embedder
+        self.embedder: Embedder | None = None if chosen is None else check_embedder(chosen)
         if self.embedder is not None:
             if dim is not None and dim != self.embedder.dim:
                 raise ValueError(f"dim={dim} disagrees with the embedder's dim={self.embedder.dim}")
@@ -308,6 +310,8 @@ class WebStore:
                     "layout of langchain-qdrant. Use another collection name."
                 )
             vectors = vectors[""]
+        if vectors is None:
+            raise ValueError(f"collection {self.collection!r} has no dense vector configuration")
         size, dist = vectors.size, vectors.distance
         if size != self.dim or dist != self.distance:
             raise ValueError(
@@ -388,7 +392,10 @@ class WebStore:
             self._check_open()
             self.client.delete(
                 self.collection,
-                points_selector=models.FilterSelector(filter=self._filter(run_id=run_id)),
+                points_selector=models.FilterSelector(
+                    filter=models.Filter(must=[models.FieldCondition(
+                        key="metadata.run_id", match=models.MatchValue(value=run_id))])
+                ),
                 wait=True,
             )
 
@@ -530,7 +537,8 @@ class WebStore:
                     models.FieldCondition(key="metadata.agent", match=models.MatchAny(any=allowed)),
                 ]
             )
-            flt = models.Filter(must=[*(flt.must if flt else []), not_other_posts])
+            must = list(flt.must) if flt is not None and isinstance(flt.must, list) else []
+            flt = models.Filter(must=[*must, not_other_posts])
         with self._lock:
             self._check_open()
             res = self.client.query_points(
