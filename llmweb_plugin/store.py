@@ -65,6 +65,8 @@ RESERVED_METADATA: frozenset[str] = frozenset(
 _NAMESPACE = uuid.UUID("9b3e6f0c-2f55-5f43-9a57-6c6c6d776562")
 _UPSERT_BATCH = 256
 _SCROLL_PAGE = 1024
+# Local mode filters the whole collection again for every page: read it in one page there.
+_LOCAL_SCROLL_PAGE = 1_000_000
 
 
 class StoreLockedError(RuntimeError):
@@ -273,6 +275,7 @@ class WebStore:
                     raise
         opts = getattr(self.client, "init_options", {}) or {}
         self.is_local = opts.get("location") == ":memory:" or opts.get("path") is not None
+        self._page = _LOCAL_SCROLL_PAGE if self.is_local else _SCROLL_PAGE
         self._ensure_collection()
 
     # ------------------------------------------------------------------ setup
@@ -436,7 +439,7 @@ class WebStore:
             with self._lock:
                 self._check_open()
                 points, offset = self.client.scroll(
-                    self.collection, scroll_filter=flt, limit=_SCROLL_PAGE, offset=offset,
+                    self.collection, scroll_filter=flt, limit=self._page, offset=offset,
                     with_payload=True, with_vectors=with_vectors,
                 )
             yield from points
@@ -563,7 +566,7 @@ class WebStore:
             with self._lock:
                 self._check_open()
                 points, offset = self.client.scroll(
-                    self.collection, limit=_SCROLL_PAGE, offset=offset,
+                    self.collection, limit=self._page, offset=offset,
                     with_payload=["metadata.run_id"], with_vectors=False,
                 )
             for p in points:
