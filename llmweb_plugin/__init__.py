@@ -25,6 +25,7 @@ from .metrics import (
     vendi_score,
 )
 from .monitor import AlarmEvent, CollapseMonitor, MonitorError, MonitorStats, new_run_id
+from .report import DiversityReport
 from .store import KINDS, WEB_KINDS, Record, StoreLockedError, WebStore
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ __all__ = [
     "WEB_KINDS",
     "AlarmEvent",
     "CollapseMonitor",
+    "DiversityReport",
     "Embedder",
     "MonitorError",
     "MonitorStats",

@@ -1,0 +1,270 @@
+"""``llmweb runs`` and ``llmweb report``: list the runs of a collection, report on some of them.
+
+Both open an existing Qdrant collection read-only in spirit: a missing folder or collection is an
+error, never created. No embedder is loaded (the vectors are read from Qdrant).
+
+Examples::
+
+    llmweb runs --path ./web
+    llmweb report --path ./web --run r1 --format html --out r1.html
+    llmweb report --url http://localhost:6333 --collection llmweb__all-MiniLM-L6-v2 \\
+        --run base-0 --run base-1 --run inject-0 --run inject-1 \\
+        --group base=base-0,base-1 --group inject=inject-0,inject-1 --format md --out cmp.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import WebStore
+
+__all__ = ["add_parser", "list_runs", "open_existing_store"]
+
+logger = logging.getLogger(__name__)
+
+
+def _add_location(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--path", metavar="DIR", help="a local Qdrant folder (embedded mode)")
+    where.add_argument("--url", metavar="URL", help="a Qdrant server, e.g. http://localhost:6333")
+    p.add_argument("--api-key", metavar="KEY", default=None,
+                   help="the server's API key (default: $QDRANT_API_KEY); never printed")
+    p.add_argument("--collection", metavar="NAME", default=None,
+                   help="the collection (default: the only llmweb__* collection there)")
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``runs`` and ``report`` on the ``llmweb`` subparsers."""
+    p = subparsers.add_parser("runs", help="list the runs in a collection",
+                              description="List the runs in a collection: id, agents, steps, "
+                              "records, and the collapse norm at the first and last step.")
+    _add_location(p)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_runs)
+
+    p = subparsers.add_parser(
+        "report", help="write a diversity report (HTML, Markdown or JSON) of one or more runs",
+        description="Diversity report of runs stored in Qdrant: ||D(t)||_F over steps, spread, "
+        "cosine distance, Vendi score, distinct-n, MDS of first/last step, examples, settings.")
+    _add_location(p)
+    p.add_argument("--run", dest="runs", action="append", required=True, metavar="RUN_ID",
+                   help="a run to report; repeat to compare runs")
+    p.add_argument("--group", action="append", default=[], metavar="NAME=RUN,RUN",
+                   help="runs that are replicates of one condition (a band each); repeatable")
+    p.add_argument("--format", choices=("html", "md", "json"), default=None,
+                   help="output format (default: from --out's suffix, else html)")
+    p.add_argument("--out", metavar="FILE", default=None,
+                   help="output file (default: llmweb-report.html / .md; JSON goes to stdout)")
+    p.add_argument("--title", default=None, help="the report's title")
+    p.add_argument("--settings", metavar="FILE.json", default=None,
+                   help="a JSON object of run settings to show (e.g. models, beta, temperature)")
+    p.add_argument("--examples", type=int, default=2, metavar="N",
+                   help="example texts per agent at the first and last step (default 2)")
+    p.set_defaults(func=_cmd_report)
+
+
+# ---------------------------------------------------------------------- store opening
+@contextmanager
+def open_existing_store(
+    *, path: str | None = None, url: str | None = None, api_key: str | None = None,
+    collection: str | None = None,
+) -> Iterator[WebStore]:
+    """A :class:`~llmweb_plugin.store.WebStore` over an *existing* collection, without embedder.
+
+    A context manager: the client (and a local folder's lock) is released on exit.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a folder.
+        LookupError: the collection does not exist (or none/several llmweb collections exist
+            and ``collection`` is not given).
+        StoreLockedError: the folder is open in another process.
+    """
+    from qdrant_client import QdrantClient
+
+    from .store import StoreLockedError, WebStore
+
+    if (path is None) == (url is None):
+        raise ValueError("give exactly one of --path DIR or --url URL")
+    if path is not None:
+        if not Path(path).is_dir():
+            raise FileNotFoundError(f"no Qdrant folder at {path!r}; give the folder a WebStore "
+                                    "was opened with")
+        try:
+            client = QdrantClient(path=os.fspath(path))
+        except RuntimeError as exc:
+            if "already accessed" in str(exc):
+                raise StoreLockedError(
+                    f"the local Qdrant folder {path!r} is open in another process; close it "
+                    "first, or use a Qdrant server (--url)") from exc
+            raise
+        where = f"folder {path!r}"
+    else:
+        client = QdrantClient(url=url, api_key=api_key or os.environ.get("QDRANT_API_KEY"))
+        where = f"server {url!r}"
+    try:
+        names = sorted(c.name for c in client.get_collections().collections)
+        if collection is None:
+            ours = [n for n in names if n.startswith("llmweb__")]
+            if len(ours) != 1:
+                raise LookupError(
+                    f"{'no' if not ours else 'several'} llmweb collections in {where} "
+                    f"(collections: {names or 'none'}); pass --collection NAME")
+            collection = ours[0]
+        elif collection not in names:
+            raise LookupError(f"collection {collection!r} not found in {where} "
+                              f"(collections: {names or 'none'})")
+        vectors = client.get_collection(collection).config.params.vectors
+        if isinstance(vectors, dict):
+            if "" not in vectors:
+                raise ValueError(f"collection {collection!r} uses named vectors {sorted(vectors)}; "
+                                 "it was not written by llmweb")
+            vectors = vectors[""]
+        if vectors is None:
+            raise ValueError(f"collection {collection!r} has no vector configuration")
+        store = WebStore(client=client, collection=collection, embedder=None,
+                         dim=int(vectors.size), distance=vectors.distance)
+        try:
+            yield store
+        finally:
+            store.close()
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------- runs
+def list_runs(store: WebStore) -> list[dict[str, Any]]:
+    """One summary per run: id, agents, steps, record counts, norm at first and last step."""
+    import numpy as np
+
+    from .metrics import step_metrics
+
+    recs = store.records()  # payloads only: one scroll over the collection
+    by_run: dict[str, list[Any]] = defaultdict(list)
+    for r in recs:
+        by_run[r.run_id].append(r)
+    out = []
+    for rid in sorted(by_run):
+        rs = by_run[rid]
+        resp = [r for r in rs if r.kind == "response"]
+        steps = sorted({r.step for r in resp})
+        row: dict[str, Any] = {
+            "run_id": rid, "agents": sorted({r.agent for r in resp}),
+            "steps": len(steps), "first_step": steps[0] if steps else None,
+            "last_step": steps[-1] if steps else None, "records": len(rs),
+            "responses": len(resp), "first_norm": None, "last_norm": None,
+        }
+        for key, s in (("first_norm", row["first_step"]), ("last_norm", row["last_step"])):
+            if s is None:
+                continue
+            vs = store.records(rid, kind="response", step=s, with_vectors=True)
+            V = np.stack([np.asarray(v.vector, dtype=np.float64) for v in vs])
+            m = step_metrics(s, V, [v.agent for v in vs])
+            row[key] = m.norm if math.isfinite(m.norm) else None
+        out.append(row)
+    return out
+
+
+def _fmt(x: Any) -> str:
+    return "-" if x is None else (f"{x:.4g}" if isinstance(x, float) else str(x))
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .store import StoreLockedError
+
+    try:
+        with open_existing_store(path=args.path, url=args.url, api_key=args.api_key,
+                                 collection=args.collection) as store:
+            rows = list_runs(store)
+            collection = store.collection
+    except StoreLockedError as exc:
+        print(f"llmweb runs: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"collection": collection, "runs": rows}, indent=1))
+        return 0
+    print(f"collection {collection}: {len(rows)} run(s)")
+    if rows:
+        head = ["run", "agents", "steps", "records", "responses", "first norm", "last norm"]
+        table = [[r["run_id"],
+                  (f"{len(r['agents'])} ({', '.join(r['agents'][:4])}"
+                   f"{', ...' if len(r['agents']) > 4 else ''})"),
+                  "-" if r["first_step"] is None
+                  else f"{r['first_step']}-{r['last_step']} ({r['steps']})",
+                  str(r["records"]), str(r["responses"]), _fmt(r["first_norm"]),
+                  _fmt(r["last_norm"])] for r in rows]
+        widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(head)]
+        print("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+        for t in table:
+            print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+    return 0
+
+
+# ---------------------------------------------------------------------- report
+def _parse_groups(specs: list[str]) -> dict[str, list[str]] | None:
+    if not specs:
+        return None
+    groups: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, members = spec.partition("=")
+        runs = [m.strip() for m in members.split(",") if m.strip()]
+        if not sep or not name.strip() or not runs:
+            raise ValueError(f"--group {spec!r}: write NAME=RUN1,RUN2")
+        groups[name.strip()] = runs
+    return groups
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import DiversityReport
+    from .store import StoreLockedError
+
+    fmt = args.format
+    if fmt is None:
+        suffix = Path(args.out).suffix.lower() if args.out else ""
+        fmt = {".md": "md", ".markdown": "md", ".json": "json"}.get(suffix, "html")
+    settings = None
+    if args.settings:
+        settings = json.loads(Path(args.settings).read_text(encoding="utf-8"))
+        if not isinstance(settings, dict):
+            raise ValueError(f"--settings {args.settings!r} must hold a JSON object")
+    groups = _parse_groups(args.group)
+    if args.examples < 0:
+        raise ValueError("--examples must be >= 0")
+    try:
+        with open_existing_store(path=args.path, url=args.url, api_key=args.api_key,
+                                 collection=args.collection) as store:
+            runs = list(dict.fromkeys(args.runs))
+            rep = DiversityReport.from_store(store, run_ids=runs, settings=settings,
+                                             groups=groups, n_examples=args.examples,
+                                             title=args.title)
+    except StoreLockedError as exc:
+        print(f"llmweb report: error: {exc}", file=sys.stderr)
+        return 2
+    for w in rep.warnings:
+        print(f"llmweb report: warning: {w}", file=sys.stderr)
+    if fmt == "json":
+        data = rep.to_json()
+        text = json.dumps(data, indent=1, allow_nan=False)
+        if args.out in (None, "-"):
+            print(text)
+        else:
+            Path(args.out).write_text(text, encoding="utf-8")
+            print(f"wrote {args.out}", file=sys.stderr)
+        return 0
+    out = Path(args.out or f"llmweb-report.{fmt}")
+    if fmt == "html":
+        rep.to_html(out)
+    else:
+        rep.to_markdown(out)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
