@@ -466,7 +466,8 @@ class CollapseMonitor:
         with self._lock:
             return {a: dict(u) for a, u in self._usage.items()}
 
-    def flush(self, timeout: float | None = None, *, strict: bool = False) -> MonitorStats:
+    def flush(self, timeout: float | None = None, *, strict: bool = False,
+              step_complete: bool = True) -> MonitorStats:
         """Wait until everything queued is embedded and stored (or failed).
 
         Failures since the last flush are logged as an error; with ``strict=True`` they raise
@@ -475,6 +476,9 @@ class CollapseMonitor:
         Args:
             timeout: seconds to wait at most; ``None`` waits for as long as it takes.
             strict: raise on failures instead of only logging them.
+            step_complete: the newest step is complete, so the alarm may judge it. Pass
+                ``False`` when more records of that step are still to come (an agent of a web
+                flushing its own part of a step), or a partial step can raise a false alarm.
         """
         if self._worker is not None and self._worker.is_alive():
             if timeout is None:
@@ -484,7 +488,7 @@ class CollapseMonitor:
                 while self._queue.unfinished_tasks and time.monotonic() < end:
                     time.sleep(0.005)
         with self._lock:
-            self._check_alarms(final=True)
+            self._check_alarms(final=step_complete)
             unreported, self._unreported_failures = self._unreported_failures, 0
         stats = self.stats
         if unreported:
