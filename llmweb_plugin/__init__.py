@@ -12,6 +12,7 @@ they are used.
 from __future__ import annotations
 
 from .embeddings import Embedder, SentenceTransformerEmbedder, default_embedder
+from .gmm import GMM_PRESETS, GMMInjection, GMMWebResult, InteractingGMMWeb, gmm_preset
 from .metrics import (
     Spread,
     StepMetrics,
@@ -26,21 +27,28 @@ from .metrics import (
 )
 from .monitor import AlarmEvent, CollapseMonitor, MonitorError, MonitorStats, new_run_id
 from .report import DiversityReport
+from .silo import SiloGMM, SiloResult
 from .store import KINDS, WEB_KINDS, Record, StoreLockedError, WebStore
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GMM_PRESETS",
     "KINDS",
     "WEB_KINDS",
     "AlarmEvent",
     "CollapseMonitor",
     "DiversityReport",
     "Embedder",
+    "GMMInjection",
+    "GMMWebResult",
+    "InteractingGMMWeb",
     "MonitorError",
     "MonitorStats",
     "Record",
     "SentenceTransformerEmbedder",
+    "SiloGMM",
+    "SiloResult",
     "Spread",
     "StepMetrics",
     "StoreLockedError",
@@ -50,6 +58,7 @@ __all__ = [
     "default_embedder",
     "distance_matrix",
     "distinct_n",
+    "gmm_preset",
     "mean_cosine_distance",
     "new_run_id",
     "normalized_collapse_norm",

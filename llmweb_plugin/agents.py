@@ -254,7 +254,8 @@ class RunnableResponder:
                 config: Mapping[str, Any] | None = None) -> AgentAnswer:
         prompt = _string_prompt(request)
         outs = self.runnable.batch([prompt] * n, config=_lc_config(config) or None)
-        texts, usage = [], {}
+        texts: list[str] = []
+        usage: dict[str, int] = {}
         for o in outs:
             if isinstance(o, Mapping) and "messages" in o:
                 o = _last_ai_message(o["messages"], self.name)
@@ -309,7 +310,8 @@ class GraphResponder:
         outs = contextvars.Context().run(
             self.graph.batch, [{"messages": list(msgs)} for _ in range(n)], configs
         )
-        texts, usage = [], {}
+        texts: list[str] = []
+        usage: dict[str, int] = {}
         for o in outs:
             if not isinstance(o, Mapping) or "messages" not in o:
                 raise AgentError(

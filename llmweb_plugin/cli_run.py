@@ -169,13 +169,13 @@ def metric_table(history: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _summary(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    norms = [h.get("norm") for h in history]
-    norms = [float(x) for x in norms if x is not None and not math.isnan(float(x))]
+    raw = [h.get("norm") for h in history]
+    norms = [float(x) for x in raw if x is not None and not math.isnan(float(x))]
     w = min(5, len(norms) // 2) or len(norms)
-    first = sum(norms[:w]) / w if norms else None
-    last = sum(norms[-w:]) / w if norms else None
+    first: float | None = sum(norms[:w]) / w if norms else None
+    last: float | None = sum(norms[-w:]) / w if norms else None
     return {"window": w, "first_mean_norm": first, "last_mean_norm": last,
-            "ratio_last_first": (last / first) if first else None}
+            "ratio_last_first": (last / first) if first and last is not None else None}
 
 
 def _write_results(out_dir: Path, run_id: str, settings: Mapping[str, Any],

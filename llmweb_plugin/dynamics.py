@@ -642,9 +642,9 @@ def end_step(store: WebStore, monitor: CollapseMonitor, hooks: Sequence[WebHook]
         monitor.flush(strict=True)
     m = metrics_from_store(store, monitor.run_id, step, cache)
     notes: dict[str, Any] = {}
-    for h in monitor.history(flush=False):
-        if h.step == step:
-            notes = dict(h.extras)
+    for past in monitor.history(flush=False):
+        if past.step == step:
+            notes = dict(past.extras)
     return replace(m, extras={**notes, **m.extras})
 
 

@@ -40,10 +40,26 @@ def test_public_names_are_pinned():
 
     assert llmweb_langchain.__all__ == [
         "AsyncCollapseCallbackHandler", "CollapseCallbackHandler", "LangChainEmbedder",
-        "collapse_monitor"]
+        "PromptVariationMiddleware", "collapse_monitor"]
     assert llmweb_llamaindex.__all__ == [
         "CollapseEventHandler", "InstrumentHandle", "LegacyCollapseCallbackHandler",
         "LlamaIndexAgent", "LlamaIndexEmbedder", "instrument"]
     for mod in (llmweb_langchain, llmweb_llamaindex):
         assert mod.__all__ == sorted(mod.__all__)
         assert all(hasattr(mod, n) for n in mod.__all__)
+
+
+def test_fixed_public_names_of_the_issues_resolve():
+    import llmweb_langchain
+    import llmweb_langgraph
+    import llmweb_plugin as lw
+    from llmweb_langchain.middleware import PromptVariationMiddleware
+    from llmweb_plugin.models import local_chat_model  # noqa: F401
+
+    assert llmweb_langchain.PromptVariationMiddleware is PromptVariationMiddleware
+    assert callable(llmweb_langgraph.create_web_graph)
+    for name in ("InteractingGMMWeb", "SiloGMM", "DiversityReport", "WebStore", "CollapseMonitor",
+                 "gmm_preset", "GMM_PRESETS"):
+        assert name in lw.__all__ and hasattr(lw, name), name
+    assert isinstance(lw.gmm_preset("lwd-fig4"), lw.InteractingGMMWeb)
+    assert isinstance(lw.gmm_preset("companion-silo"), lw.SiloGMM)

@@ -7,7 +7,9 @@ One line in an existing app::
                             "metadata": {"llmweb_agent": "legal", "llmweb_step": 3}})
 
 or, for every run inside a block, ``with collapse_monitor(store=store) as mon: ...``.
-``LangChainEmbedder`` makes any LangChain ``Embeddings`` an llmweb embedder.
+``LangChainEmbedder`` makes any LangChain ``Embeddings`` an llmweb embedder;
+``PromptVariationMiddleware`` brings the prompt-variation mitigation to ``create_agent`` agents
+(loaded on first use, so importing this package does not import ``langchain``).
 """
 
 from __future__ import annotations
@@ -27,5 +29,14 @@ __all__ = [
     "AsyncCollapseCallbackHandler",
     "CollapseCallbackHandler",
     "LangChainEmbedder",
+    "PromptVariationMiddleware",
     "collapse_monitor",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "PromptVariationMiddleware":
+        from .middleware import PromptVariationMiddleware
+
+        return PromptVariationMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
