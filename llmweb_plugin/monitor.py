@@ -185,6 +185,7 @@ class CollapseMonitor:
         self._embedded = 0
         self._stored = 0
         self._skip_reasons: dict[str, int] = defaultdict(int)
+        self._skip_logged: set[tuple[str, str | None]] = set()
         self._failed = 0
         self._errors: list[str] = []
         self._unreported_failures = 0
@@ -202,6 +203,27 @@ class CollapseMonitor:
         self.failed_items: list[_Item] = []
 
     # ------------------------------------------------------------------ caller side
+    def count_skip(self, reason: str, *, agent: str | None = None) -> None:
+        """Count a record that was deliberately not written (e.g. a tool-call-only answer).
+
+        It shows in ``stats.received`` and ``stats.skip_reasons[reason]``, so nothing is lost
+        silently. The first skip of a reason per agent is logged as a warning, later ones at
+        debug level (a tool-calling agent would otherwise flood the log).
+        """
+        if not isinstance(reason, str) or not reason:
+            raise ValueError(f"reason must be a non-empty str; got {reason!r}")
+        with self._lock:
+            self._received += 1
+            self._count_skip_locked(reason, agent)
+
+    def _count_skip_locked(self, reason: str, agent: str | None) -> None:
+        self._skip_reasons[reason] += 1
+        first = (reason, agent) not in self._skip_logged
+        self._skip_logged.add((reason, agent))
+        logger.log(logging.WARNING if first else logging.DEBUG,
+                   "llmweb: skipped a record (%s) from agent %r (run %s)%s", reason, agent,
+                   self.run_id, "; further ones are logged at debug level" if first else "")
+
     def record(
         self,
         text: str,
@@ -245,9 +267,7 @@ class CollapseMonitor:
         with self._lock:
             self._received += 1
             if not text.strip():
-                self._skip_reasons["empty_text"] += 1
-                logger.warning("llmweb: skipped an empty text from agent %r (run %s)", agent,
-                               self.run_id)
+                self._count_skip_locked("empty_text", agent)
                 return None
             if step is None:
                 step = self._auto_step[agent]

@@ -100,11 +100,14 @@ def test_bad_inputs_raise_or_are_counted(store, caplog):
     with caplog.at_level(logging.WARNING, logger="llmweb_plugin.monitor"):
         assert mon.record("   \n", agent="a") is None
         assert mon.record("", agent="b") is None
-    assert "skipped an empty text" in caplog.text
+        assert mon.record("", agent="b") is None  # counted, but logged at debug level only
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and all("skipped a record (empty_text)" in r.getMessage()
+                                      for r in warnings)
     mon.record("real text", agent="a")
     stats = mon.flush()
-    assert stats.received == 3 and stats.skipped == 2 and stats.stored == 1
-    assert stats.skip_reasons == {"empty_text": 2}
+    assert stats.received == 4 and stats.skipped == 3 and stats.stored == 1
+    assert stats.skip_reasons == {"empty_text": 3}
     assert store.count("m5") == 1
     mon.close()
     with pytest.raises(RuntimeError, match="closed"):

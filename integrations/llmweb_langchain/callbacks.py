@@ -317,6 +317,16 @@ class _Translator:
             retrieved = list(self._retrieved.get(run.root, {}).get(run.agent, ()))
         gens = [g for row in (response.generations or []) for g in row]
         texts = [_generation_text(g) for g in gens]
+        # An agent's tool-call turn has no text to judge: count it as its own skip reason
+        # (visible in stats.skip_reasons) instead of an "empty text" warning per call.
+        tool_only = [not t.strip() and bool(getattr(getattr(g, "message", None), "tool_calls",
+                                                      None)) for g, t in zip(gens, texts)]
+        if any(tool_only):
+            for skip in tool_only:
+                if skip:
+                    self.monitor.count_skip("tool_call_only", agent=run.agent)
+            gens = [g for g, skip in zip(gens, tool_only) if not skip]
+            texts = [t for t, skip in zip(texts, tool_only) if not skip]
         usage: dict[str, int] = {}
         model = run.model
         for g in gens:

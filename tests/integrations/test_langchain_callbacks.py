@@ -402,3 +402,22 @@ def test_other_handlers_still_run(monitor):
     chain_of(fake("shared")).invoke({"q": "x"}, config={
         "callbacks": [CollapseCallbackHandler(monitor), Other()]})
     assert seen == ["shared"] and triples(monitor) == [("assistant", 0, "shared")]
+
+
+def test_tool_call_turns_are_a_counted_skip_not_a_warning(monitor, caplog):
+    """A tool-calling agent's tool turn has no text: counted as ``tool_call_only``, not lost."""
+    import logging
+
+    call = AIMessage(content="", tool_calls=[{"name": "search", "args": {"q": "btc"},
+                                              "id": "call-1", "type": "tool_call"}])
+    model = GenericFakeChatModel(messages=iter([call, call, AIMessage("the answer")]))
+    h = CollapseCallbackHandler(monitor)
+    with caplog.at_level(logging.WARNING, logger="llmweb_plugin.monitor"):
+        for _ in range(3):
+            model.invoke("q", config={"callbacks": [h], "metadata": {"llmweb_agent": "tooly"}})
+    stats = monitor.flush()
+    assert stats.skip_reasons == {"tool_call_only": 2}
+    assert (stats.received, stats.stored, stats.failed) == (3, 1, 0)
+    assert [r.text for r in monitor.records()] == ["the answer"]
+    assert sum("tool_call_only" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.WARNING) == 1
