@@ -573,11 +573,14 @@ def run_agent(config: WebConfig, responder: Responder, monitor: CollapseMonitor,
     meta: dict[str, Any] = {**dict(request.metadata), **dict(answer.metadata),
                             "context_size": draw.k, "web_size": draw.web_size,
                             "retrieval": config.retrieval}
-    first: int | None = None
+    # The call's token usage goes on its first stored response only (flat keys, counted once
+    # per call), so a report made later from the store shows per-agent usage.
+    usage_meta = {f"usage_{k}": int(v) for k, v in dict(answer.usage or {}).items()
+                  if k in ("input_tokens", "output_tokens") and isinstance(v, int)}
+    first = next((j for j, t in enumerate(answer.texts) if t.strip()), None)
     for j, text in enumerate(answer.texts):
-        monitor.record(text, agent=agent, step=step, kind="response", index=j, metadata=meta)
-        if first is None and text.strip():
-            first = j
+        monitor.record(text, agent=agent, step=step, kind="response", index=j,
+                       metadata={**meta, **usage_meta} if j == first else meta)
     if answer.usage:
         monitor.record_usage(agent, **dict(answer.usage))
     post: dict[str, Any] | None = None

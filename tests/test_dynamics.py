@@ -405,3 +405,26 @@ def test_alarms_judge_whole_steps_only(store) -> None:
     assert [a.step for a in mon.alarms] == expected
     for a in mon.alarms:
         assert a.norm == pytest.approx(norms[a.step], rel=1e-5)
+
+
+class _Counting:
+    """Answers with token usage, like a chat model reporting ``usage_metadata``."""
+
+    def respond(self, request, n, *, config=None):
+        from llmweb_plugin.agents import AgentAnswer
+
+        return AgentAnswer(texts=("",) + tuple(f"answer {i}" for i in range(1, n)),
+                           usage={"input_tokens": 10, "output_tokens": 4 * n})
+
+
+def test_token_usage_is_stored_once_per_call_and_reaches_a_later_report(store) -> None:
+    mon = lw.CollapseMonitor(store, run_id="u")
+    run_web({"a": _Counting(), "b": _Counting()}, store=store, seeds=SEEDS,
+            responses_per_step=3, n_steps=2, monitor=mon, rng=0)
+    want = {"input_tokens": 20, "output_tokens": 24}
+    assert mon.usage == {"a": want, "b": want}
+    tagged = [(r.agent, r.step, r.index) for r in store.records("u", kind="response")
+              if "usage_input_tokens" in r.metadata]
+    assert sorted(tagged) == [("a", 1, 1), ("a", 2, 1), ("b", 1, 1), ("b", 2, 1)]
+    assert lw.DiversityReport.from_store(store, run_id="u").to_json()["runs"][0]["usage"] == \
+        {"a": want, "b": want}
