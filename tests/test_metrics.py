@@ -37,7 +37,20 @@ def test_collapse_norm_edge_cases():
 def test_collapse_norm_chunked_path_and_float32():
     X = np.random.default_rng(1).normal(size=(20_000, 8)).astype(np.float32)
     ref = math.sqrt(2 * X.shape[0] * float(((X.astype(np.float64) - X.mean(0, dtype=np.float64)) ** 2).sum()))
-    assert lw.collapse_norm(X) == pytest.approx(ref, rel=1e-9)
+    # float32 input: per-row float32 sums, accumulated in float64
+    assert lw.collapse_norm(X) == pytest.approx(ref, rel=1e-7)
+    X64 = X.astype(np.float64)
+    assert lw.collapse_norm(X64) == pytest.approx(ref, rel=1e-12)
+
+
+def test_collapse_norm_float32_near_collapse_and_offsets():
+    rng = np.random.default_rng(5)
+    for offset, noise in ((0.0, 1.0), (50.0, 1e-3), (1.0, 1e-6)):
+        X = (offset + noise * rng.normal(size=(777, 384))).astype(np.float32)
+        ref = brute_force_collapse_norm(X.astype(np.float64))
+        assert lw.collapse_norm(X) == pytest.approx(ref, rel=1e-7), (offset, noise)
+    same = np.repeat(rng.normal(size=(1, 384)).astype(np.float32), 100, axis=0)
+    assert lw.collapse_norm(same) == 0.0
 
 
 def test_collapse_norm_near_collapse_keeps_precision():
