@@ -5,6 +5,11 @@ Run by hand (not collected by pytest)::
     python benchmarks/bench_gmm.py             # Fig. 4 preset, naive ratio, n=1000 (T=50)
     python benchmarks/bench_gmm.py --full      # also n=1000 agents x T=200 (tens of minutes)
     python benchmarks/bench_gmm.py --quick     # shorter naive comparison
+    python benchmarks/bench_gmm.py --no-numba  # skip the compiled engine (numba) section
+
+The numba section (needs ``pip install 'llmweb-plugin[fast]'``) runs the compiled engine on
+n=1000 agents for the full T=200 steps (target: under 60 s) and compares its update rate with
+the numpy engine's n=1000 run of section 3.
 
 Baseline: ``llmweb_plugin.gmm._reference_run``, the paper's pseudo-code as written (loop over
 replicates, agents and points; log-sum-exp ownership recomputed from the stored points at every
@@ -51,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n1000-steps", type=int, default=50, help="steps for the n=1000 run")
     ap.add_argument("--silo-replicates", type=int, default=20)
     ap.add_argument("--silo-steps", type=int, default=100)
+    ap.add_argument("--no-numba", action="store_true", help="skip the numba engine section")
+    ap.add_argument("--numba-steps", type=int, default=200, help="steps for the numba n=1000 run")
     args = ap.parse_args(argv)
     ok = True
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. n = 1000 agents (target: T = 200 in < 60 s)
     steps = 200 if args.full else args.n1000_steps
     big = gmm_preset("lwd-fig4-n1000", n_steps=steps)
-    bres, bwall, bcpu = _timed(lambda: big.run(rng=0))
+    bres, bwall, bcpu = _timed(lambda: big.run(rng=0, engine="numpy"))
     work = int(bres.k.sum()) * big.n_agents
     print(f"\n[n1000] n=1000, T={steps}: {bwall:.1f} s wall, {bcpu:.1f} s CPU; "
           f"{work:.2e} agent-point updates ({work / bcpu:.2e}/s CPU), final |A| "
@@ -90,6 +97,34 @@ def main(argv: list[str] | None = None) -> int:
         est = bcpu * (full_k * 1000) / work
         print(f"[n1000] T=200 needs {full_k * 1000:.2e} updates: at this rate about {est:.0f} s "
               "(a lower bound: larger A is less cache friendly); run --full to measure")
+
+    # 3b. compiled engine (numba) on n = 1000 agents, T = 200 (target < 60 s)
+    if not args.no_numba:
+        try:
+            import numba
+        except ImportError:
+            print("\n[numba] not installed (pip install 'llmweb-plugin[fast]'): skipped")
+        else:
+            warm = gmm_preset("lwd-fig4")
+            _, cwall, _ = _timed(lambda: warm.run(rng=0, engine="numba"))  # JIT or cache load
+            _, fwall4, _ = _timed(lambda: warm.run(rng=0, engine="numba"), repeat=3)
+            print(f"\n[numba] numba {numba.__version__}, {numba.get_num_threads()} threads; first "
+                  f"call {cwall:.2f} s (compile or cache load); lwd-fig4 {fwall4:.3f} s wall")
+            nsteps = args.numba_steps
+            nbig = gmm_preset("lwd-fig4-n1000", n_steps=nsteps)
+            load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            nres, nwall, ncpu = _timed(lambda: nbig.run(rng=0, engine="numba"))
+            load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            nwork = int(nres.k.sum()) * nbig.n_agents
+            rate_np = work / bwall
+            print(f"[numba] n=1000, T={nsteps}: {nwall:.1f} s wall, {ncpu:.1f} s CPU "
+                  f"(target < 60 s for T=200: {'MET' if nwall < 60 else 'MISSED'}); "
+                  f"{nwork:.2e} updates, {nwork / nwall:.2e}/s wall, {nwork / ncpu:.2e}/s CPU; "
+                  f"load average {load0:.1f} before, {load1:.1f} after; ||D||_F "
+                  f"{nres.norms[-1, 0]:.3f}")
+            print(f"[numba] vs numpy (n=1000, T={steps}: {bwall:.1f} s wall, {rate_np:.2e}/s "
+                  f"wall, {work / bcpu:.2e}/s CPU): {nwork / nwall / rate_np:.1f}x updates/s "
+                  f"wall, {(nwork / ncpu) / (work / bcpu):.1f}x per CPU second")
 
     # 4. theory check: decay of pairwise weight differences
     chk_res = gmm_preset("lwd-fig4", n_replicates=50).run(rng=0)
