@@ -133,7 +133,7 @@ class CollapseMonitor:
         embedder: Embedder | None = None,
         *,
         metric_kinds: Sequence[str] = ("response",),
-        batch_size: int = 64,
+        batch_size: int = 256,
         alarm_fraction: float | None = 0.5,
         baseline_steps: int = 3,
         on_alarm: Callable[[AlarmEvent], Any] | None = None,
