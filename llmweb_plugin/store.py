@@ -276,14 +276,22 @@ class WebStore:
         opts = getattr(self.client, "init_options", {}) or {}
         self.is_local = opts.get("location") == ":memory:" or opts.get("path") is not None
         self._page = _LOCAL_SCROLL_PAGE if self.is_local else _SCROLL_PAGE
-        self._ensure_collection()
+        self._ensure_collection(named=collection is not None)
 
     # ------------------------------------------------------------------ setup
-    def _ensure_collection(self) -> None:
+    def _ensure_collection(self, *, named: bool = True) -> None:
         with self._lock:
             if self.client.collection_exists(self.collection):
                 self._validate_collection()
                 return
+            if not named:  # a default name that is new here: say what else the store holds
+                others = sorted(c.name for c in self.client.get_collections().collections
+                                if c.name.startswith("llmweb__"))
+                if others:
+                    logger.warning(
+                        "llmweb: creating a new, empty collection %r; this Qdrant store already "
+                        "holds %s. Pass collection=... (or the embedder those were made with) "
+                        "to read them.", self.collection, ", ".join(map(repr, others)))
             self.client.create_collection(
                 self.collection,
                 vectors_config=models.VectorParams(size=self.dim, distance=self.distance),

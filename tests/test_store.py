@@ -189,3 +189,22 @@ def test_concurrent_upserts_from_threads_are_serialised(embedder):
     with ThreadPoolExecutor(8) as ex:
         list(ex.map(write, range(8)))
     assert store.count("r") == 400
+
+
+def test_reopening_without_the_embedder_warns_instead_of_silently_reading_nothing(
+        tmp_path, embedder, caplog):
+    import logging
+
+    s = lw.WebStore(tmp_path, embedder=embedder)
+    s.add_texts(["a post"], run_id="r", agent="a", step=1, kind="post")
+    s.close()
+    with caplog.at_level(logging.WARNING, logger="llmweb_plugin.store"):
+        raw = lw.WebStore(tmp_path, embedder=None, dim=384)
+    assert raw.collection == "llmweb__vectors-384" and raw.count("r") == 0
+    assert "llmweb__all-MiniLM-L6-v2" in caplog.text and "collection=" in caplog.text
+    raw.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="llmweb_plugin.store"):
+        named = lw.WebStore(tmp_path, embedder=None, dim=384, collection="llmweb__all-MiniLM-L6-v2")
+    assert named.count("r") == 1 and "creating a new" not in caplog.text
+    named.close()
