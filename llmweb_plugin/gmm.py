@@ -179,6 +179,7 @@ class GMMWebResult:
             "n_synthetic": self.n_synthetic.tolist(),
             "n_external": self.n_external.tolist(),
             "synthetic_fraction": self.synthetic_fraction.tolist(),
+            "engine": self.engine,
         }
 
 

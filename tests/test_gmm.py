@@ -283,3 +283,13 @@ def test_single_component_and_single_agent_edge_cases():
     solo = InteractingGMMWeb(n_agents=1, samples_per_step=4, n_steps=4).run(rng=0)
     np.testing.assert_array_equal(solo.norms, 0.0)
     assert solo.a_sizes.tolist() == [4, 8, 12, 16, 20]
+
+
+def test_as_dict_names_the_engine_that_ran():
+    import json
+
+    import llmweb_plugin as lw
+
+    d = lw.gmm_preset("lwd-fig4", n_steps=5, n_replicates=2).run(rng=0).as_dict()
+    assert d["engine"] == "numpy" and len(d["norms"]) == 2 and len(d["t"]) == 6
+    json.dumps(d)
