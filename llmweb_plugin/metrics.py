@@ -41,8 +41,7 @@ __all__ = [
     "vendi_score",
 ]
 
-_CHUNK_ROWS = 512
-_CHUNK_ROWS_F32 = 128  # float32 blocks of 128 x 384 stay in L1/L2 cache
+_CHUNK_ROWS = 128  # blocks of 128 x 384 stay in L1/L2 cache
 
 
 def _as_2d(X: object, name: str = "X") -> np.ndarray:
@@ -57,10 +56,15 @@ def _as_2d(X: object, name: str = "X") -> np.ndarray:
 def _sum_sq_dev(X: np.ndarray) -> np.ndarray:
     """``sum_i ||x_i - x_bar||^2`` over axis -2, accumulated in float64.
 
-    2-D input is streamed in row blocks through one float64 buffer that stays in cache: each block
-    is shifted by the first row (which removes any common offset, so near-identical rows keep
-    their precision), then its column sums and its sum of squares are accumulated;
-    ``sum ||x - c||^2 - m ||x_bar - c||^2`` gives the result in one pass over ``X``.
+    2-D input is streamed in blocks of :data:`_CHUNK_ROWS` rows through one buffer that stays in
+    cache: each block is shifted by the first row (which removes any common offset, so
+    near-identical rows keep their precision; for float32 input the difference of two nearby
+    float32 numbers is exact), then its column sums (one ``gemv``) and its rows' squared norms are
+    added to float64 accumulators; ``sum ||x - c||^2 - m ||x_bar - c||^2`` gives the result in one
+    pass over ``X``. Float32 input (embeddings) is worked in float32 inside a block: each row's
+    squared norm is a SIMD sum of ``d`` terms (error near 1e-8; one float32 dot product over a
+    whole block lost about 1e-6), and the pass runs at 1.3-1.7x the time of one ``X.sum()``
+    (``benchmarks/bench_metrics.py``). Other input is worked in float64.
 
     Args:
         X: array of shape ``(..., m, d)``.
@@ -71,55 +75,27 @@ def _sum_sq_dev(X: np.ndarray) -> np.ndarray:
     m = X.shape[-2]
     if m == 0:
         return np.zeros(X.shape[:-2])
-    if X.ndim == 2 and X.dtype == np.float32:
-        return _sum_sq_dev_f32(X)
     if X.ndim == 2:
+        work = np.float32 if X.dtype == np.float32 else np.float64
         d = X.shape[1]
-        shift = X[0].astype(np.float64)
+        shift = X[0].astype(work)
         col = np.zeros(d)
         sq = 0.0
-        buf = np.empty((min(m, _CHUNK_ROWS), d))
+        rows = min(m, _CHUNK_ROWS)
+        buf = np.empty((rows, d), dtype=work)
+        ones = np.ones(rows, dtype=work)
         for start in range(0, m, _CHUNK_ROWS):
             blk = X[start : start + _CHUNK_ROWS]
-            b = buf[: blk.shape[0]]
+            n = blk.shape[0]
+            b = buf[:n]
             np.subtract(blk, shift, out=b)
-            col += b.sum(axis=0)
-            flat = b.ravel()
-            sq += float(np.einsum("i,i->", flat, flat))
+            col += ones[:n] @ b
+            sq += float(np.einsum("ij,ij->i", b, b).sum(dtype=np.float64))
         mean = col / m
         return np.asarray(max(sq - m * float(mean @ mean), 0.0))
     mean = X.sum(axis=-2, dtype=np.float64, keepdims=True) / m
     dev = X - mean
     return np.einsum("...ij,...ij->...", dev, dev)
-
-
-def _sum_sq_dev_f32(X: np.ndarray) -> np.ndarray:
-    """:func:`_sum_sq_dev` for float32 ``(m, d)`` input (embeddings), close to memory speed.
-
-    Blocks of :data:`_CHUNK_ROWS_F32` rows are shifted by the first row in float32 (the
-    difference of two nearby float32 numbers is exact, so a collapsed web keeps its precision);
-    each row's squared norm is a float32 SIMD sum of ``d`` terms, and rows and blocks are
-    accumulated in float64 (one float32 dot product over a whole block lost about 1e-6 to its
-    float32 accumulator; per row the error stays near 1e-8). Column sums use a float32 ``gemv``
-    per block, accumulated in float64. About 1.2-1.6x the time of one ``X.sum()``
-    (``benchmarks/bench_metrics.py``).
-    """
-    m, d = X.shape
-    shift = np.array(X[0])
-    col = np.zeros(d)
-    sq = 0.0
-    rows = min(m, _CHUNK_ROWS_F32)
-    buf = np.empty((rows, d), dtype=np.float32)
-    ones = np.ones(rows, dtype=np.float32)
-    for start in range(0, m, _CHUNK_ROWS_F32):
-        blk = X[start : start + _CHUNK_ROWS_F32]
-        n = blk.shape[0]
-        b = buf[:n]
-        np.subtract(blk, shift, out=b)
-        col += ones[:n] @ b
-        sq += float(np.einsum("ij,ij->i", b, b).sum(dtype=np.float64))
-    mean = col / m
-    return np.asarray(max(sq - m * float(mean @ mean), 0.0))
 
 
 def collapse_norm(X: object) -> float | np.ndarray:

@@ -242,3 +242,18 @@ def test_usage_is_accumulated(store):
     mon.record_usage("a", input_tokens=2, output_tokens=1, total_tokens=True)  # bool ignored
     assert mon.usage == {"a": {"input_tokens": 12, "output_tokens": 6}}
     mon.close()
+
+
+def test_count_skip_is_accounted_and_rejects_a_bad_reason(store):
+    mon = lw.CollapseMonitor(store, run_id="skips")
+    mon.count_skip("tool_call_only", agent="a")
+    mon.record("kept", agent="a")
+    with pytest.raises(ValueError, match="reason must be a non-empty str"):
+        mon.count_skip("", agent="a")
+    with pytest.raises(ValueError, match="reason must be a non-empty str"):
+        mon.count_skip(None, agent="a")  # type: ignore[arg-type]
+    stats = mon.flush()
+    # the rejected calls count nothing; the skip and the record are both accounted for
+    assert (stats.received, stats.skipped, stats.stored) == (2, 1, 1)
+    assert stats.skip_reasons == {"tool_call_only": 1}
+    mon.close()
