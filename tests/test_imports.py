@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 HEAVY = ("langchain", "langgraph", "llama_index", "torch", "sentence_transformers",
-         "transformers")
+         "transformers", "numba", "matplotlib")
 
 
 def _loaded_after(*statements: str) -> list[list[str]]:
