@@ -291,7 +291,6 @@ class GraphResponder:
     def __init__(self, graph: Any, *, name: str = "agent") -> None:
         self.graph = graph
         self.name = name
-        self._calls = 0
 
     def respond(self, request: AgentRequest, n: int, *,
                 config: Mapping[str, Any] | None = None) -> AgentAnswer:

@@ -42,6 +42,7 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
+from llmweb_plugin.agents import message_text
 from llmweb_plugin.monitor import CollapseMonitor
 from llmweb_plugin.store import RESERVED_METADATA
 
@@ -66,24 +67,6 @@ def _user_tags(tags: Sequence[str] | None) -> list[str]:
     return [t for t in (tags or ()) if isinstance(t, str) and not _is_internal_tag(t)]
 
 
-def message_text(message: Any) -> str:
-    """The text of a LangChain message: its string content, or its text blocks joined."""
-    content = getattr(message, "content", None)
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for block in content:
-            if isinstance(block, str):
-                parts.append(block)
-            elif isinstance(block, Mapping) and block.get("type", "text") == "text":
-                text = block.get("text")
-                if isinstance(text, str):
-                    parts.append(text)
-        return "".join(parts)
-    return ""
-
-
 def _as_step(value: Any) -> int | None:
     """``value`` as a step (a non-negative int, or its decimal string), else ``None``."""
     if isinstance(value, bool):
@@ -100,7 +83,10 @@ def _as_step(value: Any) -> int | None:
 def _generation_text(gen: Any) -> str:
     msg = getattr(gen, "message", None)
     if msg is not None:
-        return message_text(msg)
+        try:
+            return message_text(msg)
+        except TypeError:  # content that is neither a string nor a list of blocks
+            return ""
     text = getattr(gen, "text", "")
     return text if isinstance(text, str) else str(text)
 
@@ -395,7 +381,31 @@ _DOC_ARGS = """
 
 
 class _HandlerMixin:
+    """What the sync and async handlers share: construction and the read-only views."""
+
     _tr: _Translator
+    raise_error = False
+    run_inline = True
+
+    def __init__(
+        self,
+        monitor: CollapseMonitor,
+        *,
+        default_agent: str = "assistant",
+        agent_tags: Collection[str] | None = None,
+        metadata_keys: Sequence[str] = (),
+        track_retrieval: bool = True,
+        max_retrieved: int = 8,
+        snippet_chars: int = 200,
+        max_tracked_runs: int = 10_000,
+    ) -> None:
+        super().__init__()
+        self._tr = _Translator(
+            monitor, default_agent=default_agent, agent_tags=agent_tags,
+            metadata_keys=metadata_keys, track_retrieval=track_retrieval,
+            max_retrieved=max_retrieved, snippet_chars=snippet_chars,
+            max_tracked_runs=max_tracked_runs,
+        )
 
     @property
     def monitor(self) -> CollapseMonitor:
@@ -465,29 +475,6 @@ class CollapseCallbackHandler(_HandlerMixin, BaseCallbackHandler):
     """
         + _DOC_ARGS
     )
-
-    raise_error = False
-    run_inline = True
-
-    def __init__(
-        self,
-        monitor: CollapseMonitor,
-        *,
-        default_agent: str = "assistant",
-        agent_tags: Collection[str] | None = None,
-        metadata_keys: Sequence[str] = (),
-        track_retrieval: bool = True,
-        max_retrieved: int = 8,
-        snippet_chars: int = 200,
-        max_tracked_runs: int = 10_000,
-    ) -> None:
-        super().__init__()
-        self._tr = _Translator(
-            monitor, default_agent=default_agent, agent_tags=agent_tags,
-            metadata_keys=metadata_keys, track_retrieval=track_retrieval,
-            max_retrieved=max_retrieved, snippet_chars=snippet_chars,
-            max_tracked_runs=max_tracked_runs,
-        )
 
     def on_chat_model_start(
         self,
@@ -578,29 +565,6 @@ class AsyncCollapseCallbackHandler(_HandlerMixin, AsyncCallbackHandler):
     """
         + _DOC_ARGS
     )
-
-    raise_error = False
-    run_inline = True
-
-    def __init__(
-        self,
-        monitor: CollapseMonitor,
-        *,
-        default_agent: str = "assistant",
-        agent_tags: Collection[str] | None = None,
-        metadata_keys: Sequence[str] = (),
-        track_retrieval: bool = True,
-        max_retrieved: int = 8,
-        snippet_chars: int = 200,
-        max_tracked_runs: int = 10_000,
-    ) -> None:
-        super().__init__()
-        self._tr = _Translator(
-            monitor, default_agent=default_agent, agent_tags=agent_tags,
-            metadata_keys=metadata_keys, track_retrieval=track_retrieval,
-            max_retrieved=max_retrieved, snippet_chars=snippet_chars,
-            max_tracked_runs=max_tracked_runs,
-        )
 
     async def on_chat_model_start(
         self,
