@@ -189,7 +189,7 @@ class PromptVariationMiddleware(AgentMiddleware):
         try:
             new_request, info = self._vary(request)
             self._note(info)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never break the agent
             self._failed("wrap_model_call", exc)
             return handler(request)
         if self.tag_run:
@@ -198,7 +198,7 @@ class PromptVariationMiddleware(AgentMiddleware):
             response = handler(new_request)
         try:
             return self._tag(response, info)
-        except Exception as exc:  # pragma: no cover - tagging a message cannot really fail
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - tagging cannot really fail
             self._failed("tag", exc)
             return response
 
@@ -208,7 +208,7 @@ class PromptVariationMiddleware(AgentMiddleware):
         try:
             new_request, info = self._vary(request)
             self._note(info)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - never break the agent
             self._failed("awrap_model_call", exc)
             return await handler(request)
         if self.tag_run:
@@ -226,7 +226,7 @@ class PromptVariationMiddleware(AgentMiddleware):
             response = await handler(new_request)
         try:
             return self._tag(response, info)
-        except Exception as exc:  # pragma: no cover
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover
             self._failed("tag", exc)
             return response
 

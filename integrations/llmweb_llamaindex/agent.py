@@ -19,7 +19,7 @@ from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llmweb_plugin.agents import AgentAnswer
 from llmweb_plugin.hooks import AgentRequest
 
-from .events import response_usage
+from .events import response_text, response_usage
 
 __all__ = ["LlamaIndexAgent"]
 
@@ -52,8 +52,7 @@ class LlamaIndexAgent:
             messages.append(ChatMessage(role=MessageRole.SYSTEM, content=system_prompt))
         messages.append(ChatMessage(role=MessageRole.USER, content=prompt))
         response = self.llm.chat(messages)
-        content = response.message.content
-        return ("" if content is None else str(content)), response_usage(response)
+        return response_text(response) or "", response_usage(response)
 
     def __call__(self, prompt: str) -> str:
         """One answer to ``prompt``."""

@@ -113,6 +113,43 @@ def response_usage(response: Any) -> dict[str, int]:
     return out
 
 
+def _check_handler_args(monitor: Any, default_agent: Any) -> None:
+    """The argument checks every llmweb LlamaIndex handler makes."""
+    if not isinstance(monitor, CollapseMonitor):
+        raise TypeError(
+            f"monitor must be a llmweb_plugin.CollapseMonitor; got {type(monitor).__name__}"
+        )
+    if not isinstance(default_agent, str) or not default_agent:
+        raise ValueError(f"default_agent must be a non-empty str; got {default_agent!r}")
+
+
+def _record_output(monitor: CollapseMonitor, default_agent: str, text: str,
+                   tags: dict[str, Any], meta: dict[str, Any], response: Any) -> None:
+    """Record one LLM output: agent and step from ``tags`` (the rest go into ``meta``), usage.
+
+    ``meta`` holds what the caller knows of the call (event kind, its id, the model).
+    """
+    agent = tags.pop(AGENT_KEY, None)
+    agent = default_agent if agent in (None, "") else str(agent)
+    step = None
+    if STEP_KEY in tags:
+        raw = tags.pop(STEP_KEY)
+        try:
+            step = parse_step(raw)
+        except ValueError as exc:
+            monitor.count_handler_error(
+                "instrument tag 'llmweb_step'",
+                ValueError(f"{exc}; the per-agent step counter was used instead"),
+            )
+    if tags:
+        meta["tags"] = tags
+    usage = response_usage(response)
+    if usage:
+        meta["usage"] = usage
+        monitor.record_usage(agent, **usage)
+    monitor.record(text, agent=agent, step=step, metadata=meta)
+
+
 @dataclass(slots=True)
 class _Open:
     tags: dict[str, Any]
@@ -214,12 +251,7 @@ class CollapseEventHandler(BaseEventHandler):
 
     def __init__(self, monitor: CollapseMonitor, *, default_agent: str = "assistant",
                  max_tracked: int = 10_000) -> None:
-        if not isinstance(monitor, CollapseMonitor):
-            raise TypeError(
-                f"monitor must be a llmweb_plugin.CollapseMonitor; got {type(monitor).__name__}"
-            )
-        if not isinstance(default_agent, str) or not default_agent:
-            raise ValueError(f"default_agent must be a non-empty str; got {default_agent!r}")
+        _check_handler_args(monitor, default_agent)
         if max_tracked < 1:
             raise ValueError(f"max_tracked must be >= 1; got {max_tracked}")
         super().__init__(monitor=monitor, default_agent=default_agent)
@@ -317,30 +349,12 @@ class CollapseEventHandler(BaseEventHandler):
         text = response_text(event.response)
         if text is None:  # an empty stream: no response at all
             return
-        agent = tags.pop(AGENT_KEY, None)
-        agent = self.default_agent if agent in (None, "") else str(agent)
-        step = None
-        if STEP_KEY in tags:
-            raw = tags.pop(STEP_KEY)
-            try:
-                step = parse_step(raw)
-            except ValueError as exc:
-                self.monitor.count_handler_error(
-                    "instrument tag 'llmweb_step'",
-                    ValueError(f"{exc}; the per-agent step counter was used instead"),
-                )
         meta: dict[str, Any] = {"event": kind}
         if span is not None:
             meta["li_span_id"] = span
         if op is not None and op.model:
             meta["model"] = op.model
-        if tags:
-            meta["tags"] = tags
-        usage = response_usage(event.response)
-        if usage:
-            meta["usage"] = usage
-            self.monitor.record_usage(agent, **usage)
-        self.monitor.record(text, agent=agent, step=step, metadata=meta)
+        _record_output(self.monitor, self.default_agent, text, tags, meta, event.response)
 
 
 class InstrumentHandle:

@@ -31,11 +31,11 @@ from llama_index.core.instrumentation.dispatcher import active_instrument_tags
 
 from llmweb_plugin.monitor import CollapseMonitor
 
-from .events import AGENT_KEY, STEP_KEY, _owner, parse_step, response_text, response_usage
+from .events import _check_handler_args, _owner, _record_output, response_text
 
 __all__ = ["LegacyCollapseCallbackHandler"]
 
-_OTHER_EVENTS = [t for t in CBEventType if t is not CBEventType.LLM]
+_OTHER_EVENTS: list[CBEventType] = [t for t in CBEventType if t is not CBEventType.LLM]
 
 
 @dataclass(slots=True)
@@ -57,12 +57,7 @@ class LegacyCollapseCallbackHandler(BaseCallbackHandler):
 
     def __init__(self, monitor: CollapseMonitor, *, default_agent: str = "assistant",
                  max_tracked: int = 10_000) -> None:
-        if not isinstance(monitor, CollapseMonitor):
-            raise TypeError(
-                f"monitor must be a llmweb_plugin.CollapseMonitor; got {type(monitor).__name__}"
-            )
-        if not isinstance(default_agent, str) or not default_agent:
-            raise ValueError(f"default_agent must be a non-empty str; got {default_agent!r}")
+        _check_handler_args(monitor, default_agent)
         super().__init__(event_starts_to_ignore=_OTHER_EVENTS, event_ends_to_ignore=_OTHER_EVENTS)
         self.monitor = monitor
         self.default_agent = default_agent
@@ -127,26 +122,11 @@ class LegacyCollapseCallbackHandler(BaseCallbackHandler):
         if text is None:
             return
         tags = {**(op.tags if op else {}), **active_instrument_tags.get()}
-        agent = tags.pop(AGENT_KEY, None)
-        agent = self.default_agent if agent in (None, "") else str(agent)
-        step = None
-        if STEP_KEY in tags:
-            raw = tags.pop(STEP_KEY)
-            try:
-                step = parse_step(raw)
-            except ValueError as exc:
-                self.monitor.count_handler_error("instrument tag 'llmweb_step'", exc)
         kind = "chat" if EventPayload.RESPONSE in payload else "completion"
         meta: dict[str, Any] = {"event": kind, "li_event_id": event_id}
         if op is not None and op.model:
             meta["model"] = op.model
-        if tags:
-            meta["tags"] = tags
-        usage = response_usage(response)
-        if usage:
-            meta["usage"] = usage
-            self.monitor.record_usage(agent, **usage)
-        self.monitor.record(text, agent=agent, step=step, metadata=meta)
+        _record_output(self.monitor, self.default_agent, text, tags, meta, response)
 
     def __repr__(self) -> str:
         return (f"LegacyCollapseCallbackHandler(run_id={self.monitor.run_id!r}, "

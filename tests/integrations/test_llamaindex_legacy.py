@@ -92,3 +92,12 @@ def test_constructor_checks(monitor):
         LegacyCollapseCallbackHandler(object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="default_agent"):
         LegacyCollapseCallbackHandler(monitor, default_agent="")
+
+
+def test_bad_step_tag_is_counted_and_counter_used(monitor):
+    llm = MockLLM(max_tokens=1, callback_manager=CallbackManager(
+        [LegacyCollapseCallbackHandler(monitor)]))
+    with instrument_tags({"llmweb_agent": "x", "llmweb_step": "soon"}):
+        llm.complete("q")
+    assert triples(monitor) == [("x", 0, "text")]
+    assert monitor.stats.handler_errors == 1 and "soon" in monitor.stats.errors[-1]
