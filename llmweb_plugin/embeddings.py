@@ -28,6 +28,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
+    "BatchEmbedder",
     "Embedder",
     "SentenceTransformerEmbedder",
     "check_embedder",
@@ -207,3 +208,59 @@ def default_embedder() -> SentenceTransformerEmbedder:
                 minilm_model_path(), name=DEFAULT_MODEL_NAME, dim=384, device="cpu"
             )
         return _default
+
+
+class BatchEmbedder:
+    """The shared part of the framework adapters: a batch call made into an :class:`Embedder`.
+
+    Subclasses (``llmweb_langchain.LangChainEmbedder``, ``llmweb_llamaindex.LlamaIndexEmbedder``)
+    check and keep their framework object and implement :meth:`_embed_batch` and
+    :meth:`_call_name`; this class holds the stable ``name``, the declared ``dim`` or probes it
+    once (thread-safe), and checks the shape of every batch.
+
+    Raises:
+        ValueError: ``dim`` is not a positive int or ``None``.
+    """
+
+    def __init__(self, *, name: str, dim: int | None) -> None:
+        if dim is not None and (isinstance(dim, bool) or int(dim) < 1):
+            raise ValueError(f"dim must be a positive int or None; got {dim!r}")
+        self.name = str(name)
+        self._dim = None if dim is None else int(dim)
+        self._lock = threading.Lock()
+
+    def _embed_batch(self, texts: list[str]) -> Any:
+        """The framework call: a sequence of ``len(texts)`` vectors."""
+        raise NotImplementedError
+
+    def _call_name(self) -> str:
+        """``Type.method`` of the framework call, for error messages."""
+        raise NotImplementedError
+
+    @property
+    def dim(self) -> int:
+        """The vector size (embeds one probe text the first time if not declared)."""
+        if self._dim is None:
+            with self._lock:
+                if self._dim is None:
+                    probe = self._embed_batch(["dimension probe"])
+                    self._dim = int(np.asarray(probe, dtype=np.float32).shape[-1])
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``; float32 of shape ``(len(texts), dim)``.
+
+        Raises:
+            ValueError: the framework returned the wrong number of vectors or another size.
+        """
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = np.asarray(self._embed_batch(texts), dtype=np.float32)
+        if out.ndim != 2 or out.shape[0] != len(texts) or out.shape[1] != self.dim:
+            raise ValueError(f"{self._call_name()} returned shape {out.shape}; "
+                             f"expected ({len(texts)}, {self.dim})")
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self._dim})"

@@ -13,11 +13,9 @@ Example:
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from llmweb_plugin.embeddings import BatchEmbedder
 
 __all__ = ["LangChainEmbedder"]
 
@@ -30,7 +28,7 @@ def _model_name(embeddings: Any) -> str | None:
     return None
 
 
-class LangChainEmbedder:
+class LangChainEmbedder(BatchEmbedder):
     """Wraps a LangChain ``Embeddings`` (``embed_documents``) as an llmweb ``Embedder``.
 
     Args:
@@ -57,39 +55,11 @@ class LangChainEmbedder:
                 "LangChainEmbedder(embeddings, name='<model name>') (the name picks the Qdrant "
                 "collection, one per embedding model)"
             )
-        if dim is not None and (isinstance(dim, bool) or int(dim) < 1):
-            raise ValueError(f"dim must be a positive int or None; got {dim!r}")
+        super().__init__(name=name, dim=dim)
         self.embeddings = embeddings
-        self.name = str(name)
-        self._dim = None if dim is None else int(dim)
-        self._lock = threading.Lock()
 
-    @property
-    def dim(self) -> int:
-        """The vector size (embeds one probe text the first time if not declared)."""
-        if self._dim is None:
-            with self._lock:
-                if self._dim is None:
-                    probe = self.embeddings.embed_documents(["dimension probe"])
-                    self._dim = int(np.asarray(probe, dtype=np.float32).shape[-1])
-        return self._dim
+    def _embed_batch(self, texts: list[str]) -> Any:
+        return self.embeddings.embed_documents(texts)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts``; float32 of shape ``(len(texts), dim)``.
-
-        Raises:
-            ValueError: the embeddings returned the wrong number of vectors or another size.
-        """
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
-        if out.ndim != 2 or out.shape[0] != len(texts) or out.shape[1] != self.dim:
-            raise ValueError(
-                f"{type(self.embeddings).__name__}.embed_documents returned shape {out.shape}; "
-                f"expected ({len(texts)}, {self.dim})"
-            )
-        return out
-
-    def __repr__(self) -> str:
-        return f"LangChainEmbedder(name={self.name!r}, dim={self._dim})"
+    def _call_name(self) -> str:
+        return f"{type(self.embeddings).__name__}.embed_documents"

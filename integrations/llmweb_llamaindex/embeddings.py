@@ -12,16 +12,14 @@ Example:
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from llmweb_plugin.embeddings import BatchEmbedder
 
 __all__ = ["LlamaIndexEmbedder"]
 
 
-class LlamaIndexEmbedder:
+class LlamaIndexEmbedder(BatchEmbedder):
     """A LlamaIndex ``BaseEmbedding`` (``get_text_embedding_batch``) as an llmweb ``Embedder``.
 
     Args:
@@ -50,39 +48,11 @@ class LlamaIndexEmbedder:
                 "LlamaIndexEmbedder(embedding, name='<model name>') (the name picks the Qdrant "
                 "collection, one per embedding model)"
             )
-        if dim is not None and (isinstance(dim, bool) or int(dim) < 1):
-            raise ValueError(f"dim must be a positive int or None; got {dim!r}")
+        super().__init__(name=name, dim=dim)
         self.embedding = embedding
-        self.name = str(name)
-        self._dim = None if dim is None else int(dim)
-        self._lock = threading.Lock()
 
-    @property
-    def dim(self) -> int:
-        """The vector size (embeds one probe text the first time if not declared)."""
-        if self._dim is None:
-            with self._lock:
-                if self._dim is None:
-                    probe = self.embedding.get_text_embedding_batch(["dimension probe"])
-                    self._dim = int(np.asarray(probe, dtype=np.float32).shape[-1])
-        return self._dim
+    def _embed_batch(self, texts: list[str]) -> Any:
+        return self.embedding.get_text_embedding_batch(texts)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts``; float32 of shape ``(len(texts), dim)``.
-
-        Raises:
-            ValueError: the embedding returned the wrong number of vectors or another size.
-        """
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        out = np.asarray(self.embedding.get_text_embedding_batch(texts), dtype=np.float32)
-        if out.ndim != 2 or out.shape[0] != len(texts) or out.shape[1] != self.dim:
-            raise ValueError(
-                f"{type(self.embedding).__name__}.get_text_embedding_batch returned shape "
-                f"{out.shape}; expected ({len(texts)}, {self.dim})"
-            )
-        return out
-
-    def __repr__(self) -> str:
-        return f"LlamaIndexEmbedder(name={self.name!r}, dim={self._dim})"
+    def _call_name(self) -> str:
+        return f"{type(self.embedding).__name__}.get_text_embedding_batch"
