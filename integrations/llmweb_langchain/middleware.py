@@ -111,6 +111,8 @@ class PromptVariationMiddleware(AgentMiddleware):
             )
         if not isinstance(agent, str) or not agent:
             raise ValueError("agent must be a non-empty string")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise ValueError(f"keep must be an int >= 0; got {keep!r}")
         self.variation = variation
         self.agent = agent
         self.seed = int(seed)

@@ -113,7 +113,7 @@ def response_usage(response: Any) -> dict[str, int]:
     return out
 
 
-def _check_handler_args(monitor: Any, default_agent: Any) -> None:
+def _check_handler_args(monitor: Any, default_agent: Any, max_tracked: Any) -> None:
     """The argument checks every llmweb LlamaIndex handler makes."""
     if not isinstance(monitor, CollapseMonitor):
         raise TypeError(
@@ -121,6 +121,8 @@ def _check_handler_args(monitor: Any, default_agent: Any) -> None:
         )
     if not isinstance(default_agent, str) or not default_agent:
         raise ValueError(f"default_agent must be a non-empty str; got {default_agent!r}")
+    if isinstance(max_tracked, bool) or not isinstance(max_tracked, int) or max_tracked < 1:
+        raise ValueError(f"max_tracked must be >= 1; got {max_tracked!r}")
 
 
 def _record_output(monitor: CollapseMonitor, default_agent: str, text: str,
@@ -251,9 +253,7 @@ class CollapseEventHandler(BaseEventHandler):
 
     def __init__(self, monitor: CollapseMonitor, *, default_agent: str = "assistant",
                  max_tracked: int = 10_000) -> None:
-        _check_handler_args(monitor, default_agent)
-        if max_tracked < 1:
-            raise ValueError(f"max_tracked must be >= 1; got {max_tracked}")
+        _check_handler_args(monitor, default_agent, max_tracked)
         super().__init__(monitor=monitor, default_agent=default_agent)
         self._state = _State(int(max_tracked))
         self._spans = _SpanTracker(self._state)

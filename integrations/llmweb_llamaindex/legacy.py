@@ -57,7 +57,7 @@ class LegacyCollapseCallbackHandler(BaseCallbackHandler):
 
     def __init__(self, monitor: CollapseMonitor, *, default_agent: str = "assistant",
                  max_tracked: int = 10_000) -> None:
-        _check_handler_args(monitor, default_agent)
+        _check_handler_args(monitor, default_agent, max_tracked)
         super().__init__(event_starts_to_ignore=_OTHER_EVENTS, event_ends_to_ignore=_OTHER_EVENTS)
         self.monitor = monitor
         self.default_agent = default_agent

@@ -421,3 +421,15 @@ def test_tool_call_turns_are_a_counted_skip_not_a_warning(monitor, caplog):
     assert [r.text for r in monitor.records()] == ["the answer"]
     assert sum("tool_call_only" in r.getMessage() for r in caplog.records
                if r.levelno == logging.WARNING) == 1
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"max_retrieved": -1}, "max_retrieved and snippet_chars must be >= 0"),
+    ({"snippet_chars": -5}, "max_retrieved and snippet_chars must be >= 0"),
+    ({"max_tracked_runs": 0}, "max_tracked_runs must be >= 1"),
+])
+def test_handler_rejects_bad_bounds(monitor, kw, match):
+    with pytest.raises(ValueError, match=match):
+        CollapseCallbackHandler(monitor, **kw)
+    with pytest.raises(ValueError, match=match):
+        AsyncCollapseCallbackHandler(monitor, **kw)

@@ -149,3 +149,9 @@ def test_bad_arguments():
         PromptVariationMiddleware(object())
     with pytest.raises(ValueError, match="agent"):
         PromptVariationMiddleware(PromptVariation(personas=["p"]), agent="")
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_keep_must_be_a_non_negative_int(bad):
+    with pytest.raises(ValueError, match="keep must be an int >= 0"):
+        PromptVariationMiddleware(PromptVariation(personas=["p"]), keep=bad)

@@ -265,3 +265,9 @@ def test_constructor_checks(monitor):
         CollapseEventHandler(object())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="default_agent"):
         CollapseEventHandler(monitor, default_agent="")
+
+
+@pytest.mark.parametrize("bad", [0, -3, 1.5, False])
+def test_event_handler_max_tracked_must_be_a_positive_int(monitor, bad):
+    with pytest.raises(ValueError, match="max_tracked must be >= 1"):
+        CollapseEventHandler(monitor, max_tracked=bad)

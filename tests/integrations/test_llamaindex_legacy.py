@@ -101,3 +101,11 @@ def test_bad_step_tag_is_counted_and_counter_used(monitor):
         llm.complete("q")
     assert triples(monitor) == [("x", 0, "text")]
     assert monitor.stats.handler_errors == 1 and "soon" in monitor.stats.errors[-1]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_max_tracked_must_be_a_positive_int(monitor, bad):
+    """max_tracked=0 would evict every open call at once and record nested calls twice."""
+    with pytest.raises(ValueError, match="max_tracked must be >= 1"):
+        LegacyCollapseCallbackHandler(monitor, max_tracked=bad)
+    assert monitor.stats.received == 0
