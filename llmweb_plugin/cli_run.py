@@ -129,7 +129,7 @@ def _is_factory(obj: Any) -> bool:
                for p in sig.parameters.values())
 
 
-def _build_agents(args: argparse.Namespace, settings: Mapping[str, Any]) -> dict[str, Any]:
+def _build_agents(settings: Mapping[str, Any]) -> dict[str, Any]:
     if settings.get("agent_specs"):
         specs = [s for item in settings["agent_specs"] for s in item.split(",") if s.strip()]
         agents = dict(load_agent(s) for s in specs)
@@ -304,16 +304,13 @@ def run_experiment(settings: Mapping[str, Any], *, run_id: str, store_dir: Path,
 
     from .store import WebStore
 
-    agents = _build_agents(argparse.Namespace(), settings)
+    agents = _build_agents(settings)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     store = WebStore(os.fspath(store_dir))
     conn = sqlite3.connect(os.fspath(checkpoint), check_same_thread=False)
     bar = None
     try:
         n_steps = int(settings["n_steps"])
-        done = 0
-        if resume:
-            done = len({r.step for r in store.records(run_id, kind="post")})
         if progress:
             try:
                 from tqdm.auto import tqdm
@@ -343,8 +340,9 @@ def run_experiment(settings: Mapping[str, Any], *, run_id: str, store_dir: Path,
             snap = graph.get_state(config)
             if not snap.values:
                 raise LookupError(f"no checkpoint of run {run_id!r} in {checkpoint}")
+            done = len(snap.values.get("history") or [])  # finished steps
             if bar is not None:
-                bar.n = len(snap.values.get("history") or [])
+                bar.n = done
                 bar.refresh()
             final = graph.invoke(None, config) if snap.next else snap.values
             logger.info("resumed run %s after %d finished steps", run_id, done)

@@ -95,10 +95,6 @@ def _exact(x: float, name: str) -> Fraction:
     return Fraction(float(x)).limit_denominator(10**9)
 
 
-def _floor_frac(x: Fraction) -> int:
-    return math.floor(x)
-
-
 # =============================================================================== sources
 class _TextSource:
     """An indexable, lazily read sequence of non-empty texts (item ``i`` is always the same)."""
@@ -240,10 +236,6 @@ def _as_source(source: Any) -> _TextSource:
 
 
 # =============================================================================== store helpers
-def _count_kind(store: WebStore, run_id: str, kinds: str | Sequence[str]) -> int:
-    return store.count(run_id, kind=list(kinds) if not isinstance(kinds, str) else kinds)
-
-
 def _gen(rng: RngLike) -> np.random.Generator:
     return np.random.default_rng(rng)
 
@@ -364,8 +356,8 @@ class ExternalInjection(WebHook):
         if self.per_step is not None:
             k = max(k, self.per_step)
         if self._frac is not None:
-            k = max(k, _floor_frac(self._frac * posts_total)
-                    - _floor_frac(self._frac * (posts_total - posts_step)))
+            k = max(k, math.floor(self._frac * posts_total)
+                    - math.floor(self._frac * (posts_total - posts_step)))
         if self._bound is not None and posts_total > 0:
             k = max(k, math.ceil(Fraction(posts_total) / self._bound) - web_total)
         return max(k, 0)
@@ -433,9 +425,6 @@ class ExternalInjection(WebHook):
         checkpointed run resumes; a mitigation that silently did nothing would bias the
         measurement. An exhausted source is not a failure.
         """
-        self._after_step(step, monitor, rng)
-
-    def _after_step(self, step: int, monitor: CollapseMonitor, rng: np.random.Generator) -> None:
         monitor.flush()
         store, run_id = monitor.store, monitor.run_id
         web = store.web(run_id, before_step=step + 1)  # one read: A(t) after the step's posts
@@ -478,9 +467,9 @@ class ExternalInjection(WebHook):
         """
         store, run_id = monitor.store, monitor.run_id
         if n is None:
-            p_total = _count_kind(store, run_id, "post")
+            p_total = store.count(run_id, kind="post")
             p_step = len(store.records(run_id, kind="post", step=step))
-            web = _count_kind(store, run_id, WEB_KINDS)
+            web = store.count(run_id, kind=list(WEB_KINDS))
             n = self.planned(posts_total=p_total, posts_step=p_step, web_total=web)
         n = int(n)
         if n < 0:
@@ -1090,12 +1079,12 @@ class HumanSampling(WebHook):
             n = len(group)
             if self.stratify == "agent_step":
                 exact = self._rate * n
-                k = _floor_frac(exact)
+                k = math.floor(exact)
                 if gen.random() < float(exact - k):
                     k += 1
             else:
                 p0 = before[key]
-                k = _floor_frac(self._rate * (p0 + n)) - _floor_frac(self._rate * p0)
+                k = math.floor(self._rate * (p0 + n)) - math.floor(self._rate * p0)
             k = min(k, n)
             if k:
                 idx = sorted(int(i) for i in gen.choice(n, size=k, replace=False))
@@ -1105,10 +1094,6 @@ class HumanSampling(WebHook):
     def after_step(self, *, step: int, posts: Sequence[Record], monitor: CollapseMonitor,
                    rng: np.random.Generator) -> None:
         """Sample this step's posts, auto-review them, apply decided reviews (failures raise)."""
-        self._after_step(step, posts, monitor, rng)
-
-    def _after_step(self, step: int, posts: Sequence[Record], monitor: CollapseMonitor,
-                    rng: np.random.Generator) -> None:
         monitor.flush()
         run_id = monitor.run_id
         posts = [p for p in posts if p.kind == "post" and p.run_id == run_id]

@@ -467,10 +467,7 @@ def load_local_model(
         if spec.chat_template is None:
             raise RuntimeError(f"{spec.name}: the tokenizer has no chat template")
         tokenizer.chat_template = spec.chat_template
-    eos_ids: list[int] = []
-    for tok_id in [tokenizer.eos_token_id]:
-        if tok_id is not None:
-            eos_ids.append(int(tok_id))
+    eos_ids: list[int] = [] if tokenizer.eos_token_id is None else [int(tokenizer.eos_token_id)]
     for token in spec.extra_stop_tokens:
         tok_id = tokenizer.convert_tokens_to_ids(token)
         if isinstance(tok_id, int) and tok_id != tokenizer.unk_token_id and tok_id not in eos_ids:
@@ -673,10 +670,13 @@ class LocalChatModel(BaseChatModel):
         Returns:
             The rendered prompt, ending with the assistant-turn header.
         """
-        loaded = self.loaded()
-        chat = self._chat_dicts(self._as_messages(messages))
+        return self._render(self.loaded().tokenizer, self._as_messages(messages))
+
+    def _render(self, tokenizer: Any, messages: Sequence[BaseMessage]) -> str:
         return str(
-            loaded.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+            tokenizer.apply_chat_template(
+                self._chat_dicts(messages), tokenize=False, add_generation_prompt=True
+            )
         )
 
     # ----------------------------------------------------------------- generation
@@ -705,11 +705,7 @@ class LocalChatModel(BaseChatModel):
         loaded = self.loaded()
         torch = _import_transformers()[0]
         tokenizer, lm = loaded.tokenizer, loaded.model
-        prompt = str(
-            tokenizer.apply_chat_template(
-                self._chat_dicts(messages), tokenize=False, add_generation_prompt=True
-            )
-        )
+        prompt = self._render(tokenizer, messages)
         enc = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
         prompt_len = int(enc["input_ids"].shape[1])
         gen_kwargs: dict[str, Any] = {
@@ -819,18 +815,7 @@ class LocalChatModel(BaseChatModel):
         Returns:
             The ``n`` answer texts, stripped.
         """
-        cfg = ensure_config(config)
-        result = self.generate(
-            [self._as_messages(messages_or_prompt)],
-            stop=stop,
-            callbacks=cfg.get("callbacks"),
-            tags=cfg.get("tags"),
-            metadata=cfg.get("metadata"),
-            run_name=cfg.get("run_name"),
-            run_id=cfg.pop("run_id", None),
-            n=n,
-            **kwargs,
-        )
+        result = self.generate(**self._generate_args(messages_or_prompt, n, config, stop), **kwargs)
         return [g.text for g in result.generations[0]]
 
     async def agenerate_n(
@@ -843,19 +828,30 @@ class LocalChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> list[str]:
         """Async twin of :meth:`generate_n` (generation runs in LangChain's executor)."""
-        cfg = ensure_config(config)
         result = await self.agenerate(
-            [self._as_messages(messages_or_prompt)],
-            stop=stop,
-            callbacks=cfg.get("callbacks"),
-            tags=cfg.get("tags"),
-            metadata=cfg.get("metadata"),
-            run_name=cfg.get("run_name"),
-            run_id=cfg.pop("run_id", None),
-            n=n,
-            **kwargs,
+            **self._generate_args(messages_or_prompt, n, config, stop), **kwargs
         )
         return [g.text for g in result.generations[0]]
+
+    def _generate_args(
+        self,
+        messages_or_prompt: Any,
+        n: int,
+        config: RunnableConfig | None,
+        stop: list[str] | None,
+    ) -> dict[str, Any]:
+        """The arguments of ``generate``/``agenerate`` for :meth:`generate_n` and its twin."""
+        cfg = ensure_config(config)
+        return {
+            "messages": [self._as_messages(messages_or_prompt)],
+            "stop": stop,
+            "callbacks": cfg.get("callbacks"),
+            "tags": cfg.get("tags"),
+            "metadata": cfg.get("metadata"),
+            "run_name": cfg.get("run_name"),
+            "run_id": cfg.pop("run_id", None),
+            "n": n,
+        }
 
 
 # --------------------------------------------------------------------------- factories

@@ -184,15 +184,13 @@ def create_web_graph(
     if not isinstance(store, WebStore):
         raise TypeError(f"store must be an llmweb_plugin.WebStore; got {type(store).__name__}")
     web = make_config(list(agents), seeds=seeds, query=query, beta=beta,
-                         responses_per_step=responses_per_step, n_steps=n_steps,
-                         retrieval=retrieval, topology=topology, prompt_template=prompt_template,
-                         system_prompts=system_prompts, temperatures=temperatures)
+                      responses_per_step=responses_per_step, n_steps=n_steps,
+                      retrieval=retrieval, topology=topology, prompt_template=prompt_template,
+                      system_prompts=system_prompts, temperatures=temperatures)
     hooks = check_hooks(mitigations)
     responders = {a: as_responder(obj, name=a) for a, obj in agents.items()}
-    if rng is not None and not isinstance(rng, (int, np.integer, np.random.Generator)):
-        raise TypeError(f"rng must be a numpy Generator, an int or None; got {type(rng).__name__}")
-    if isinstance(rng, (int, np.integer)):
-        resolve_seed(rng)  # validates
+    if rng is not None and not isinstance(rng, np.random.Generator):
+        resolve_seed(rng)  # validates an int seed now (a Generator is drawn from at setup)
     if monitor is not None:
         if not isinstance(monitor, CollapseMonitor):
             raise TypeError(f"monitor must be a CollapseMonitor; got {type(monitor).__name__}")
