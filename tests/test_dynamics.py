@@ -16,6 +16,7 @@ from llmweb_plugin.dynamics import (
     k_for,
     make_config,
     neighbours,
+    query_vector_for,
     resolve_seed,
     run_web,
     small_world,
@@ -212,6 +213,30 @@ def test_run_web_counts_contexts_and_metrics(store: lw.WebStore) -> None:
     for p in store.records(res.run_id, kind="post"):
         for cid in p.metadata["context_ids"]:
             assert by_id[cid].step < p.step and by_id[cid].kind in ("seed", "post")
+
+
+def test_run_web_reads_the_web_once_per_step(store: lw.WebStore, monkeypatch) -> None:
+    # the step's agents and its metrics share one read of the web (WebCache), not one per agent
+    calls: list[int | None] = []
+    real_web = store.web
+
+    def counting_web(run_id, **kw):
+        calls.append(kw.get("before_step"))
+        return real_web(run_id, **kw)
+
+    monkeypatch.setattr(store, "web", counting_web)
+    run_web(echo_agents(4), store=store, seeds=SEEDS, responses_per_step=2, n_steps=3, rng=0,
+            topology="ring")
+    assert calls == [2, 3, 4]
+
+
+def test_bad_topology_matrix_and_similarity_without_embedder() -> None:
+    with pytest.raises(ValueError, match="non-finite"):
+        neighbours(["a", "b"], [[0, np.nan], [1, 0]])
+    cfg = make_config(["a"], seeds=SEEDS, retrieval="similarity")
+    with lw.WebStore(":memory:", dim=4) as st, \
+            pytest.raises(ValueError, match="needs a store with an embedder"):
+        query_vector_for(st, cfg)
 
 
 def test_run_web_uniform_draw_matches_the_documented_rng(store: lw.WebStore) -> None:

@@ -231,6 +231,20 @@ def test_llamaindex_adapter_if_present(store) -> None:
     assert store.count("li", kind="response") == 8
 
 
+def test_parallel_agent_tasks_share_one_read_of_the_web(store, monkeypatch) -> None:
+    calls: list[int | None] = []
+    real_web = store.web
+
+    def counting_web(run_id, **kw):
+        calls.append(kw.get("before_step"))
+        return real_web(run_id, **kw)
+
+    monkeypatch.setattr(store, "web", counting_web)
+    run(create_web_graph(echo_agents(4), store=store, seeds=SEEDS, responses_per_step=2,
+                         n_steps=3, rng=0, topology="ring"))
+    assert calls == [2, 3, 4]  # one scroll per step, not one per agent task
+
+
 @pytest.mark.parametrize("kw,err,match", [
     ({"beta": 0.0}, ValueError, "beta"),
     ({"beta": 1.01}, ValueError, "beta"),
