@@ -644,11 +644,7 @@ def end_step(store: WebStore, monitor: CollapseMonitor, hooks: Sequence[WebHook]
                                    f"step {step}: {exc}") from exc
         monitor.flush(strict=True)
     m = metrics_from_store(store, monitor.run_id, step, cache)
-    notes: dict[str, Any] = {}
-    for past in monitor.history(flush=False):
-        if past.step == step:
-            notes = dict(past.extras)
-    return replace(m, extras={**notes, **m.extras})
+    return replace(m, extras={**monitor.step_extras(step), **m.extras})
 
 
 # ---------------------------------------------------------------------- the plain loop

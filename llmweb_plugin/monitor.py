@@ -540,25 +540,40 @@ class CollapseMonitor:
         if flush:
             self.flush()
         with self._lock:
-            steps = sorted(set(self._acc) | set(self._extras))
-            all_steps = sorted(set(steps) | set(self._kind_counts))
-            cum: dict[str, int] = defaultdict(int)
-            web_at: dict[int, dict[str, Any]] = {}
-            for s in all_steps:
-                for k, c in self._kind_counts.get(s, {}).items():
-                    cum[k] += c
-                web = sum(cum[k] for k in WEB_KINDS)
-                web_at[s] = {
-                    "web_size": web,
-                    "synthetic_fraction": (cum["post"] / web) if web else None,
-                    **{f"n_{k}": self._kind_counts.get(s, {}).get(k, 0) for k in KINDS},
-                }
+            web_at = self._web_accounting_locked()
             out = []
-            for s in steps:
+            for s in sorted(set(self._acc) | set(self._extras)):
                 acc = self._acc.get(s) or StepAccumulator(s)
                 m = acc.metrics()
                 out.append(replace(m, extras={**web_at.get(s, {}), **self._extras.get(s, {})}))
             return out
+
+    def step_extras(self, step: int) -> dict[str, Any]:
+        """The ``extras`` that :meth:`history` gives ``step``, without computing any metric.
+
+        Empty when the step has neither metric records nor annotations (as in ``history``).
+        Does not flush.
+        """
+        step = int(step)
+        with self._lock:
+            if step not in self._acc and step not in self._extras:
+                return {}
+            return {**self._web_accounting_locked().get(step, {}), **self._extras.get(step, {})}
+
+    def _web_accounting_locked(self) -> dict[int, dict[str, Any]]:
+        """Per step: web size, synthetic fraction and kind counts, cumulated up to that step."""
+        cum: dict[str, int] = defaultdict(int)
+        web_at: dict[int, dict[str, Any]] = {}
+        for s in sorted(set(self._acc) | set(self._extras) | set(self._kind_counts)):
+            for k, c in self._kind_counts.get(s, {}).items():
+                cum[k] += c
+            web = sum(cum[k] for k in WEB_KINDS)
+            web_at[s] = {
+                "web_size": web,
+                "synthetic_fraction": (cum["post"] / web) if web else None,
+                **{f"n_{k}": self._kind_counts.get(s, {}).get(k, 0) for k in KINDS},
+            }
+        return web_at
 
     def latest(self) -> StepMetrics | None:
         """The newest step's metrics, or ``None``."""

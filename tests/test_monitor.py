@@ -257,3 +257,19 @@ def test_count_skip_is_accounted_and_rejects_a_bad_reason(store):
     assert (stats.received, stats.skipped, stats.stored) == (2, 1, 1)
     assert stats.skip_reasons == {"tool_call_only": 1}
     mon.close()
+
+
+def test_step_extras_equal_the_history_extras(store):
+    mon = lw.CollapseMonitor(store, run_id="extras")
+    for step in (1, 2, 3):
+        mon.record(f"post {step}", agent="a", step=step, kind="post")
+        for agent in ("a", "b"):
+            mon.record(f"{agent} answer {step}", agent=agent, step=step)
+    mon.annotate(2, injected=3)
+    mon.annotate(5, note="only an annotation")
+    hist = mon.history()
+    assert [h.step for h in hist] == [1, 2, 3, 5]
+    for h in hist:
+        assert mon.step_extras(h.step) == dict(h.extras)
+    assert mon.step_extras(4) == {}
+    mon.close()
