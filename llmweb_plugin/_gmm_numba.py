@@ -46,8 +46,8 @@ from numba.extending import intrinsic
 
 from llmweb_plugin.gmm import (
     GMMWebResult,
+    _append_new_points,
     _bookkeeping,
-    _draw_gmm_points,
     _finish,
     _initial_state,
     _normalised_densities,
@@ -134,6 +134,21 @@ def _decode_b2(e: float) -> tuple:
     return q1, q2
 
 
+@njit(inline="always")
+def _update_b2(e: float, v: float, a1: float, a2: float, a3: float, eps: float) -> float:
+    """The numpy engine's ``_update_chunk_b2`` arithmetic for one point (encoded ``e``) on
+    ``v = pi_1``, with its clip (``<= 0`` gives ``eps``, ``>= 1`` gives ``1 - eps``)."""
+    q1, q2 = _decode_b2(e)
+    den = (q1 - q2) * v + q2
+    den = (q1 * a2) / den
+    v = v * (den + a1) - a3
+    if v <= 0.0:
+        v = eps
+    elif v >= 1.0:
+        v = 1.0 - eps
+    return v
+
+
 @njit(cache=True, fastmath=False, boundscheck=False, nogil=True)
 def _run_group(rep, i0, G, pi, n, data, ids, cap, size, k, a1, a2, a3, eps, seeds, order,
                record):
@@ -186,17 +201,8 @@ def _run_group(rep, i0, G, pi, n, data, ids, cap, size, k, a1, a2, a3, eps, seed
                 ids[sbase[g] + r] = ids[sbase[g] + j]
                 ids[sbase[g] + j] = tid
                 order[rep * n + i0 + g, j] = tid
-            if B == 2:  # the numpy engine's _update_chunk_b2 arithmetic, on pi_1
-                q1, q2 = _decode_b2(data[pj])
-                v = x[g, 0]
-                den = (q1 - q2) * v + q2
-                den = (q1 * a2) / den
-                v = v * (den + a1) - a3
-                if v <= 0.0:
-                    v = eps
-                elif v >= 1.0:
-                    v = 1.0 - eps
-                x[g, 0] = v
+            if B == 2:
+                x[g, 0] = _update_b2(data[pj], x[g, 0], a1, a2, a3, eps)
             else:  # _update_chunk / _clip_columns arithmetic
                 tot = 0.0
                 for b in range(B):
@@ -238,15 +244,7 @@ def _lane_b2(j, jd, pre, size, pst, gm, ring, g, sb, data, v, a1, a2, a3, eps):
     e = data[pr]
     data[pr] = data[pj]
     data[pj] = e
-    q1, q2 = _decode_b2(e)
-    den = (q1 - q2) * v + q2
-    den = (q1 * a2) / den
-    v = v * (den + a1) - a3
-    if v <= 0.0:
-        v = eps
-    elif v >= 1.0:
-        v = 1.0 - eps
-    return v, pst
+    return _update_b2(e, v, a1, a2, a3, eps), pst
 
 
 @njit(cache=True, fastmath=False, boundscheck=False, nogil=True)
@@ -391,7 +389,7 @@ def simulate_numba(
             step, the ``(N, B)`` weights before it): for tests.
         alpha_scale: multiplies ``alpha`` (tests only: shows that a wrong update is detected).
     """
-    n, R, T, L, B, d = prep.n, prep.R, prep.T, prep.L, prep.B, prep.d
+    n, R, T, B = prep.n, prep.R, prep.T, prep.B
     N = n * R
     w0, a0 = _initial_state(prep, rng)
     m0 = a0[0].shape[0]
@@ -405,7 +403,7 @@ def simulate_numba(
     # Slot (rep, s) holds the densities of replicate rep's points, in its own permuted order.
     data = np.empty((R, S, cap if B > 1 else 1, 1 if B == 2 else B))
     ids = np.empty((R, S, cap if record else 1), dtype=np.int64)
-    pts_all: list[list[np.ndarray]] = [[a0[r]] for r in range(R)]
+    pts_all: list[list[np.ndarray]] = [[] for _ in range(R)]  # record only: A per replicate
 
     def append(r: int, start: int, pts: np.ndarray) -> None:
         if B == 2:
@@ -418,7 +416,6 @@ def simulate_numba(
 
     for r in range(R):
         append(r, 0, a0[r])
-    pts_all = [[a0[r]] for r in range(R)]  # (append added A(0) a second time)
     flat = data.reshape(-1)
     flat_ids = ids.reshape(-1)
     pi = np.ascontiguousarray(w0.reshape(N, B))
@@ -456,14 +453,7 @@ def simulate_numba(
                   record)
             if trace is not None:
                 trace["orders"].append(order)
-        for r in range(R):
-            append(r, size, new_pts[r * n: (r + 1) * n].reshape(n * L, d))
-        size += n * L
-        if prep.n_ext > 0:
-            assert prep.ext_weights is not None
-            for r in range(R):
-                append(r, size, _draw_gmm_points(rng, prep.ext_weights, prep.n_ext, prep))
-            size += prep.n_ext
+        size = _append_new_points(rng, prep, new_pts, size, append)
     if trace is not None:
         trace["points"] = [np.concatenate(p, axis=0) for p in pts_all]
     final = np.array(pi.reshape(R, n, B))

@@ -56,7 +56,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -295,7 +295,12 @@ def _update_chunk(
     t, s, u, mn = bufs["t"], bufs["s"], bufs["u"], bufs["mn"]
     mul, div, add, sub = np.multiply, np.divide, np.add, np.subtract
     n_pts = G.shape[0]
-    if float(pi.min()) * a1**n_pts * (1.0 - 1e-9) > n_pts * a3:
+    # mode 0: no weight can reach 0 (plain loop); 1: track the running minimum; 2: clip.
+    mode = 0 if float(pi.min()) * a1**n_pts * (1.0 - 1e-9) > n_pts * a3 else 1
+    if mode:
+        start = pi.copy()
+        mn.fill(1.0)
+    while True:
         for q, qs in zip(G, Gs):
             mul(pi, q, t)
             add.reduce(t, axis=0, out=s)  # s = sum_b pi_b q_b
@@ -303,30 +308,15 @@ def _update_chunk(
             add(u, a1, u)
             mul(pi, u, pi)  # (1 - alpha) pi + alpha o / (1 - Bc)
             sub(pi, a3, pi)
-        return
-    start = pi.copy()
-    mn.fill(1.0)
-    for q, qs in zip(G, Gs):
-        mul(pi, q, t)
-        add.reduce(t, axis=0, out=s)
-        div(qs, s, u)
-        add(u, a1, u)
-        mul(pi, u, pi)
-        sub(pi, a3, pi)
-        np.minimum(mn, pi, out=mn)
-    if mn.min() > 0.0:
-        return
-    # Some weight reached <= 0 inside the chunk: replay it point by point with the clip.
-    pi[...] = start
-    for q, qs in zip(G, Gs):
-        mul(pi, q, t)
-        add.reduce(t, axis=0, out=s)
-        div(qs, s, u)
-        add(u, a1, u)
-        mul(pi, u, pi)
-        sub(pi, a3, pi)
-        if pi.min() <= 0.0:
-            _clip_columns(pi, eps)
+            if mode == 1:
+                np.minimum(mn, pi, out=mn)
+            elif mode == 2 and pi.min() <= 0.0:
+                _clip_columns(pi, eps)
+        if mode != 1 or mn.min() > 0.0:
+            return
+        # Some weight reached <= 0 inside the chunk: replay it point by point with the clip.
+        pi[...] = start
+        mode = 2
 
 
 def _update_chunk_b2(
@@ -350,7 +340,13 @@ def _update_chunk_b2(
     mul, div, add, sub = np.multiply, np.divide, np.add, np.subtract
     n_pts = G.shape[0]
     lo = min(float(p.min()), 1.0 - float(p.max()))
-    if lo * a1**n_pts * (1.0 - 1e-9) > n_pts * a3:
+    # mode 0: no weight can reach 0 or 1 (plain loop); 1: track min and max; 2: clip.
+    mode = 0 if lo * a1**n_pts * (1.0 - 1e-9) > n_pts * a3 else 1
+    if mode:
+        start = p.copy()
+        mn.fill(1.0)
+        mx.fill(0.0)
+    while True:
         for dl, q2, q1s in G:
             mul(dl, p, den)
             add(den, q2, den)  # sum_b pi_b q_b
@@ -358,32 +354,16 @@ def _update_chunk_b2(
             add(den, a1, den)
             mul(p, den, p)
             sub(p, a3, p)
-        return
-    start = p.copy()
-    mn.fill(1.0)
-    mx.fill(0.0)
-    for dl, q2, q1s in G:
-        mul(dl, p, den)
-        add(den, q2, den)
-        div(q1s, den, den)
-        add(den, a1, den)
-        mul(p, den, p)
-        sub(p, a3, p)
-        np.minimum(mn, p, out=mn)
-        np.maximum(mx, p, out=mx)
-    if mn.min() > 0.0 and mx.max() < 1.0:
-        return
-    p[...] = start
-    for dl, q2, q1s in G:
-        mul(dl, p, den)
-        add(den, q2, den)
-        div(q1s, den, den)
-        add(den, a1, den)
-        mul(p, den, p)
-        sub(p, a3, p)
-        if p.min() <= 0.0 or p.max() >= 1.0:
-            p[p <= 0.0] = eps
-            p[p >= 1.0] = 1.0 - eps
+            if mode == 1:
+                np.minimum(mn, p, out=mn)
+                np.maximum(mx, p, out=mx)
+            elif mode == 2 and (p.min() <= 0.0 or p.max() >= 1.0):
+                p[p <= 0.0] = eps
+                p[p >= 1.0] = 1.0 - eps
+        if mode != 1 or (mn.min() > 0.0 and mx.max() < 1.0):
+            return
+        p[...] = start
+        mode = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -641,6 +621,81 @@ def _finish(prep: _Prepared, W: np.ndarray | None, final: np.ndarray, norms: np.
     )
 
 
+def _update_agents(pi: np.ndarray, Q: np.ndarray, idx: np.ndarray, off: np.ndarray | None,
+                   k: int, eps: float) -> None:
+    """One step's online update of a block of agents over their ``k`` drawn points, in order.
+
+    Args:
+        pi: the block's weights, shape ``(B, nb)`` (a column per agent; updated in place, may
+            be a view).
+        Q: normalised densities of the points of ``A``, shape ``(B, total)``.
+        idx: each agent's drawn point indices, in order, shape ``(nb, k)``.
+        off: flat offset into ``Q`` of each agent's replicate, shape ``(nb,)``, or ``None``
+            (all agents index ``Q`` from 0).
+        k: points per agent (``k_t``).
+        eps: floor for weights that reach ``<= 0``.
+    """
+    B, nb = pi.shape
+    if B == 1:
+        return  # the update is the identity on the 1-simplex (and 1 - Bc = 0 at k = 1)
+    a1 = 1.0 - 1.0 / k
+    c = 1.0 / (k * B * B)
+    a2 = (1.0 / k) / (1.0 - B * c)
+    a3 = a2 * c
+    chunk = max(1, min(k, _GATHER_BUDGET // (B * nb)))
+    if off is not None:
+        off = off.astype(idx.dtype)
+    if B == 2:
+        p1 = pi[0].copy()
+        bufs = {"den": np.empty(nb), "mn": np.empty(nb), "mx": np.empty(nb)}
+    else:
+        sub = np.ascontiguousarray(pi)
+        bufs = {"t": np.empty((B, nb)), "s": np.empty(nb), "u": np.empty((B, nb)),
+                "mn": np.empty((B, nb))}
+    for j0 in range(0, k, chunk):
+        flat = np.ascontiguousarray(idx[:, j0: j0 + chunk].T)  # (c, nb)
+        if off is not None:
+            flat += off
+        G = np.empty((flat.shape[0], B if B != 2 else 3, nb))
+        if B == 2:
+            g1 = np.take(Q[0], flat)
+            g2 = np.take(Q[1], flat)
+            np.subtract(g1, g2, out=G[:, 0, :])
+            G[:, 1, :] = g2
+            np.multiply(g1, a2, out=G[:, 2, :])
+            _update_chunk_b2(p1, G, a1, a3, eps, bufs)
+        else:
+            for b in range(B):  # one 1-D gather per component: cache friendly
+                G[:, b, :] = np.take(Q[b], flat)
+            _update_chunk(sub, G, a1, a2, a3, eps, bufs)
+    if B == 2:
+        pi[0] = p1
+        pi[1] = 1.0 - p1
+    else:
+        pi[...] = sub
+
+
+def _append_new_points(rng: np.random.Generator, prep: _Prepared, new_pts: np.ndarray, size: int,
+                       store: Callable[[int, int, np.ndarray], None]) -> int:
+    """``A += S_1 + ... + S_n``, then (when injecting) the external points, drawn here.
+
+    ``new_pts`` holds every agent's samples, shape ``(R n, L, d)`` (replicate-major);
+    ``store(r, start, pts)`` records replicate ``r``'s points ``pts`` at positions ``start...``.
+    Draws, per replicate, the external points (the documented protocol's last draws of a step).
+    Returns the new ``|A|``.
+    """
+    n, L, d = prep.n, prep.L, prep.d
+    for r in range(prep.R):
+        store(r, size, new_pts[r * n: (r + 1) * n].reshape(n * L, d))
+    size += n * L
+    if prep.n_ext > 0:
+        assert prep.ext_weights is not None
+        for r in range(prep.R):
+            store(r, size, _draw_gmm_points(rng, prep.ext_weights, prep.n_ext, prep))
+        size += prep.n_ext
+    return size
+
+
 def _simulate(prep: _Prepared, rng: np.random.Generator) -> GMMWebResult:
     n, R, T, L, B, d = prep.n, prep.R, prep.T, prep.L, prep.B, prep.d
     N = n * R
@@ -651,9 +706,12 @@ def _simulate(prep: _Prepared, rng: np.random.Generator) -> GMMWebResult:
 
     # Normalised densities of every point of A: (B, R * cap); replicate r occupies [r*cap, ...).
     Q = np.empty((B, R * cap))
-    for r in range(R):
-        Q[:, r * cap: r * cap + m0] = _normalised_densities(a0[r], prep)
 
+    def store(r: int, start: int, pts: np.ndarray) -> None:
+        Q[:, r * cap + start: r * cap + start + len(pts)] = _normalised_densities(pts, prep)
+
+    for r in range(R):
+        store(r, 0, a0[r])
     pi = np.ascontiguousarray(w0.reshape(N, B).T)  # (B, N), column = replicate-major agent
     norms = np.empty((T + 1, R))
     W = np.empty((T + 1, R, n, B)) if prep.record_weights else None
@@ -669,65 +727,20 @@ def _simulate(prep: _Prepared, rng: np.random.Generator) -> GMMWebResult:
             break
         k = int(book["k"][t])
         logger.debug("step %d: |A| = %d, k_t = %d, %d agents", t, size, k, N)
-        a1 = 1.0 - 1.0 / k
-        c = 1.0 / (k * B * B)
-        a2 = (1.0 / k) / (1.0 - B * c) if k * B > 1 else 0.0  # unused when B == 1
-        a3 = a2 * c
 
         # Agents are processed in blocks so that at most _INDEX_BUDGET indices are held.
         block = max(1, min(N, _INDEX_BUDGET // max(k, 1)))
-        chunk = max(1, min(k, _GATHER_BUDGET // (B * min(block, N))))
         new_pts = np.empty((N, L, d))
         for b0 in range(0, N, block):
             b1 = min(N, b0 + block)
-            nb = b1 - b0
-            idx = np.empty((nb, k), dtype=np.int64 if R * cap >= 2**31 else np.int32)
+            idx = np.empty((b1 - b0, k), dtype=np.int64 if R * cap >= 2**31 else np.int32)
             for row in range(b0, b1):  # draw protocol: (r, i) in order
                 new_pts[row] = _draw_gmm_points(rng, pi[:, row], L, prep)
                 idx[row - b0] = rng.choice(size, size=k, replace=False)
-            if B == 1:
-                continue  # the update is the identity on the 1-simplex (and 1 - Bc = 0 at k = 1)
-            off = offs[b0:b1].astype(idx.dtype)
-            if B == 2:
-                p1 = pi[0, b0:b1].copy()
-                bufs = {"den": np.empty(nb), "mn": np.empty(nb), "mx": np.empty(nb)}
-            else:
-                sub = np.ascontiguousarray(pi[:, b0:b1])
-                bufs = {"t": np.empty((B, nb)), "s": np.empty(nb), "u": np.empty((B, nb)),
-                        "mn": np.empty((B, nb))}
-            for j0 in range(0, k, chunk):
-                flat = np.ascontiguousarray(idx[:, j0: j0 + chunk].T)  # (c, nb)
-                if R > 1:
-                    flat += off
-                G = np.empty((flat.shape[0], B if B != 2 else 3, nb))
-                if B == 2:
-                    g1 = np.take(Q[0], flat)
-                    g2 = np.take(Q[1], flat)
-                    np.subtract(g1, g2, out=G[:, 0, :])
-                    G[:, 1, :] = g2
-                    np.multiply(g1, a2, out=G[:, 2, :])
-                    _update_chunk_b2(p1, G, a1, a3, prep.eps, bufs)
-                else:
-                    for b in range(B):  # one 1-D gather per component: cache friendly
-                        G[:, b, :] = np.take(Q[b], flat)
-                    _update_chunk(sub, G, a1, a2, a3, prep.eps, bufs)
-            if B == 2:
-                pi[0, b0:b1] = p1
-                pi[1, b0:b1] = 1.0 - p1
-            else:
-                pi[:, b0:b1] = sub
+            _update_agents(pi[:, b0:b1], Q, idx, offs[b0:b1] if R > 1 else None, k, prep.eps)
 
         # A += S_1 + ... + S_n (then the external points), after all updates.
-        for r in range(R):
-            pts = new_pts[r * n: (r + 1) * n].reshape(n * L, d)
-            Q[:, r * cap + size: r * cap + size + n * L] = _normalised_densities(pts, prep)
-        size += n * L
-        if prep.n_ext > 0:
-            assert prep.ext_weights is not None
-            for r in range(R):
-                pts = _draw_gmm_points(rng, prep.ext_weights, prep.n_ext, prep)
-                Q[:, r * cap + size: r * cap + size + prep.n_ext] = _normalised_densities(pts, prep)
-            size += prep.n_ext
+        size = _append_new_points(rng, prep, new_pts, size, store)
     final = np.array(pi.T.reshape(R, n, B))
     return _finish(prep, W, final, norms, book, m0)
 
