@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_gmm(args: argparse.Namespace, names: list[str]) -> Any:
     from .experiment import default_gmm_arms, run_gmm_experiment
-    from .gmm import InteractingGMMWeb
+    from .gmm import _FIG6_MEANS, InteractingGMMWeb
 
     seeds = 20 if args.seeds is None else args.seeds
     steps = 200 if args.steps is None else args.steps
@@ -107,7 +107,7 @@ def _run_gmm(args: argparse.Namespace, names: list[str]) -> Any:
         raise ValueError("--seeds and --steps must be >= 1")
     web = InteractingGMMWeb(n_steps=steps)  # the paper's Fig. 4 setting
     if args.preset == "fig6":
-        web = dataclasses.replace(web, means=tuple((float(x),) for x in range(-5, 6)))
+        web = dataclasses.replace(web, means=_FIG6_MEANS)  # as the lwd-fig6 preset
     arms = default_gmm_arms(injection=args.injection, variation=args.variation,
                             human_rate=args.human_rate)
     return run_gmm_experiment({a: arms[a] for a in names}, web=web, seeds=range(seeds),

@@ -97,13 +97,10 @@ def add_parser(subparsers: Any) -> None:
     g.add_argument("--inject-points", type=int, help="external points added to A per step")
     g.add_argument("--inject-weights", type=_floats,
                    help="external mixture weights (default uniform)")
-    g.add_argument("--seed", type=int, default=0)
     g.add_argument("--engine", choices=("auto", "numpy", "numba"), default="auto",
                    help="simulation engine: numba is compiled and parallel (pip install "
                    "'llmweb-plugin[fast]'); auto uses it for large runs when installed")
-    g.add_argument("--out", default=_DEFAULT_OUT, help=f"output folder (default {_DEFAULT_OUT})")
-    g.add_argument("--name", help="file stem (default: gmm-<preset>)")
-    g.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    _add_run_args(g, "gmm")
     g.set_defaults(func=run_gmm)
 
     s = subparsers.add_parser(
@@ -122,11 +119,21 @@ def add_parser(subparsers: Any) -> None:
     s.add_argument("--sigma", type=float)
     s.add_argument("--n-steps", type=int)
     s.add_argument("--replicates", type=int, dest="n_replicates")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default=_DEFAULT_OUT)
-    s.add_argument("--name", help="file stem (default: silo-<preset>)")
-    s.add_argument("--no-plot", action="store_true")
+    _add_run_args(s, "silo")
     s.set_defaults(func=run_silo)
+
+
+def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
+    """The options ``gmm`` and ``silo`` share: seed and output files."""
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=_DEFAULT_OUT, help=f"output folder (default {_DEFAULT_OUT})")
+    p.add_argument("--name", help=f"file stem (default: {command}-<preset>)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+
+
+def _overrides(args: argparse.Namespace, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The simulator fields given on the command line (options left out are ``None``)."""
+    return {f: v for f in fields if (v := getattr(args, f, None)) is not None}
 
 
 # ---------------------------------------------------------------------- gmm
@@ -136,12 +143,8 @@ def _gmm_from_args(args: argparse.Namespace) -> InteractingGMMWeb:
         raise ValueError(  # noqa: TRY004 - reported as a CLI usage error
             f"preset {args.preset!r} is a silo model: use `llmweb silo --preset ...`"
         )
-    over: dict[str, Any] = {}
-    for field in ("n_agents", "means", "cov", "dirichlet_alpha", "beta", "samples_per_step",
-                  "n_steps", "n_replicates", "eps"):
-        val = getattr(args, field, None)
-        if val is not None:
-            over[field] = val
+    over = _overrides(args, ("n_agents", "means", "cov", "dirichlet_alpha", "beta",
+                             "samples_per_step", "n_steps", "n_replicates", "eps"))
     if args.inject_points is not None or args.inject_weights is not None:
         means = np.asarray(over.get("means", base.means), dtype=float)
         n_comp = means.shape[0]
@@ -251,11 +254,8 @@ def run_silo(args: argparse.Namespace) -> int:
             raise ValueError(  # noqa: TRY004 - reported as a CLI usage error
                 f"preset {args.preset!r} is not a silo model: use `llmweb gmm`"
             )
-        over: dict[str, Any] = {}
-        for field in ("n_agents", "n_components", "rag_size", "sigma", "n_steps", "n_replicates"):
-            val = getattr(args, field, None)
-            if val is not None:
-                over[field] = val
+        over = _overrides(args, ("n_agents", "n_components", "rag_size", "sigma", "n_steps",
+                                 "n_replicates"))
         base = dataclasses.replace(base, **over) if over else base
         ps = args.mirror_prob or [base.mirror_prob]
         ks = args.n_neighbors or [base.n_neighbors]

@@ -51,7 +51,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -524,12 +524,21 @@ def simulate_gmm_arm(web: InteractingGMMWeb, arm: GMMArm, seeds: Sequence[int]) 
     Raises:
         ValueError: bad settings or rates.
     """
+    from .gmm import (
+        _draw_gmm_points,
+        _floor_k,
+        _initial_state,
+        _normalised_densities,
+        _update_agents,
+    )
+
     if web.initial_points is not None or web.initial_weights is not None:
         raise ValueError("simulate_gmm_arm draws A(0) and the weights itself; leave "
                          "initial_points and initial_weights as None")
     if web.injection is not None:
         raise ValueError("put the injection in the arm (GMMArm(injection=...)), not in web=")
-    prep = web._validate()  # the simulator's own parameter checks and conversions
+    # The simulator's own parameter checks and conversions; one replicate per seed.
+    prep = replace(web._validate(), R=1)
     seeds = _check_seeds(seeds)
     n, T, L, B, d = prep.n, prep.T, prep.L, prep.B, prep.d
     S, N = len(seeds), n * len(seeds)
@@ -542,26 +551,6 @@ def simulate_gmm_arm(web: InteractingGMMWeb, arm: GMMArm, seeds: Sequence[int]) 
     h = _rate(arm.human_rate, "human_rate")
     gens = [np.random.default_rng(s) for s in seeds]
 
-    chol_t = prep.chol.T
-    inv_chol = np.linalg.inv(prep.chol)
-    white_means = prep.means @ inv_chol.T  # (B, d)
-
-    def draw(gen: np.random.Generator, w: np.ndarray, count: int) -> np.ndarray:
-        u = gen.random(count)
-        z = gen.standard_normal((count, d))
-        cum = np.cumsum(w)
-        comp = np.minimum(np.searchsorted(cum, u * cum[-1], side="right"), B - 1)
-        return prep.means[comp] + z @ chol_t
-
-    def dens(points: np.ndarray) -> np.ndarray:
-        xw = points @ inv_chol.T
-        diff = xw[None, :, :] - white_means[:, None, :]
-        logf = -0.5 * np.einsum("bmd,bmd->bm", diff, diff)
-        logf -= logf.max(axis=0, keepdims=True)
-        return np.exp(logf)  # (B, m)
-
-    # Initial state, per seed: weights then A(0) (L points per agent).
-    w0 = np.stack([g.dirichlet(np.full(B, prep.alpha0), size=(1, n))[0] for g in gens])  # (S,n,B)
     m0 = n * L
     steps = np.arange(T + 1)
     syn_total = steps * n * L
@@ -569,9 +558,16 @@ def simulate_gmm_arm(web: InteractingGMMWeb, arm: GMMArm, seeds: Sequence[int]) 
     sizes = m0 + syn_total + steps * m_ext
     cap = int(sizes[-1])
     Q = np.empty((B, S * cap))
+
+    def store(s: int, start: int, pts: np.ndarray) -> None:
+        Q[:, s * cap + start: s * cap + start + len(pts)] = _normalised_densities(pts, prep)
+
+    # Initial state, per seed: weights then A(0) (L points per agent), as the simulator draws it.
+    w0 = np.empty((S, n, B))
     for s, g in enumerate(gens):
-        a0 = np.concatenate([draw(g, w0[s, i], L) for i in range(n)], axis=0)
-        Q[:, s * cap: s * cap + m0] = dens(a0)
+        w, a0 = _initial_state(prep, g)
+        w0[s] = w[0]
+        store(s, 0, a0[0])
 
     pi = np.ascontiguousarray(w0.reshape(N, B).T)  # (B, N), column = seed-major agent
     off = (np.arange(N) // n) * cap
@@ -585,7 +581,7 @@ def simulate_gmm_arm(web: InteractingGMMWeb, arm: GMMArm, seeds: Sequence[int]) 
         ent[:, t] = _entropy(cur).mean(axis=1)
         if t == T:
             break
-        k = math.floor(prep.beta * size + 1e-9)
+        k = _floor_k(prep.beta, size)
         new_pts = np.empty((N, L, d))
         idx = np.empty((N, k), dtype=np.int64)
         for row in range(N):
@@ -594,25 +590,10 @@ def simulate_gmm_arm(web: InteractingGMMWeb, arm: GMMArm, seeds: Sequence[int]) 
             if rho > 0:
                 persona = g.dirichlet(alpha0)
                 wg = (1.0 - rho) * wg + rho * persona
-            new_pts[row] = draw(g, wg, L)
+            new_pts[row] = _draw_gmm_points(g, wg, L, prep)
             idx[row] = g.choice(size, size=k, replace=False)
-        # sequential online update over the k read points, all agents at once
-        alpha = 1.0 / k
-        c = 1.0 / (k * B * B)
-        a2 = alpha / (1.0 - B * c)
-        a3 = a2 * c
-        G = Q[:, idx.T + off]  # (B, k, N)
-        G = np.ascontiguousarray(G.transpose(1, 0, 2))  # (k, B, N)
-        for q in G:
-            tq = pi * q
-            pi = (1.0 - alpha) * pi + a2 * tq / tq.sum(axis=0) - a3
-            if pi.min() <= 0.0:
-                neg = pi <= 0.0
-                cols = np.flatnonzero(neg.any(axis=0))
-                sub, negs = pi[:, cols], neg[:, cols]
-                others = np.where(negs, 0.0, sub).sum(axis=0)
-                scale = (1.0 - negs.sum(axis=0) * prep.eps) / others
-                pi[:, cols] = np.where(negs, prep.eps, sub * scale)
+        # the simulator's sequential online update over the k read points, all agents at once
+        _update_agents(pi, Q, idx, off, k, prep.eps)
         # A += the agents' points (some replaced by human draws), then the external points
         n_rep = int(h_cum[t + 1] - h_cum[t])
         for s, g in enumerate(gens):
@@ -620,12 +601,12 @@ def simulate_gmm_arm(web: InteractingGMMWeb, arm: GMMArm, seeds: Sequence[int]) 
             if n_rep:
                 which = g.choice(n * L, size=n_rep, replace=False)
                 pts = pts.copy()
-                pts[which] = draw(g, hum_w, n_rep)
-            Q[:, s * cap + size: s * cap + size + n * L] = dens(pts)
+                pts[which] = _draw_gmm_points(g, hum_w, n_rep, prep)
+            store(s, size, pts)
         size += n * L
         if m_ext:
             for s, g in enumerate(gens):
-                Q[:, s * cap + size: s * cap + size + m_ext] = dens(draw(g, ext_w, m_ext))
+                store(s, size, _draw_gmm_points(g, ext_w, m_ext, prep))
             size += m_ext
     n_syn = syn_total - h_cum
     final = np.array(pi.T.reshape(S, n, B))
@@ -667,12 +648,12 @@ def run_gmm_experiment(
     for a in order:
         spec = arms[a]
         parsed[a] = spec if isinstance(spec, GMMArm) else GMMArm(**dict(spec))
+    if window is not None and int(window) < 1:  # before the runs, not after
+        raise ValueError(f"window must be >= 1; got {window}")
     runs = {a: simulate_gmm_arm(web, parsed[a], seed_t) for a in order}
     T = int(web.n_steps)
     steps = np.arange(T + 1)
     w = max(1, T // 10) if window is None else int(window)
-    if w < 1:
-        raise ValueError(f"window must be >= 1; got {window}")
     norms = {a: runs[a].norms for a in order}
     ent = {a: runs[a].entropy for a in order}
     sf = {a: np.broadcast_to(runs[a].synthetic_fraction, (len(seed_t), T + 1)).copy()
@@ -771,6 +752,9 @@ def run_web_experiment(
     if bad:
         raise ValueError(f"run_web_experiment sets {sorted(bad)} itself")
     T = int(n_steps)
+    w = max(1, T // 3) if window is None else int(window)
+    if w < 1:  # before the runs, so a bad window writes nothing to the store
+        raise ValueError(f"window must be >= 1; got {window}")
     steps = np.arange(1, T + 1)
     S = len(seed_t)
     metric_names = ("mean_cosine_distance", "synthetic_fraction", "injected", "sampled",
@@ -812,9 +796,6 @@ def run_web_experiment(
                 on_run(a, seed, res)
             logger.info("llmweb experiment: arm %s seed %d done (final norm %.4g)", a, seed,
                         norms[a][si, -1])
-    w = max(1, T // 3) if window is None else int(window)
-    if w < 1:
-        raise ValueError(f"window must be >= 1; got {window}")
     settings = {
         "n_steps": T, "responses_per_step": int(responses_per_step),
         "web": {k: _jsonable(v) for k, v in web_kwargs.items()},

@@ -39,6 +39,14 @@ def test_zero_rates_reproduce_the_plain_simulator_seed_by_seed():
     assert run.n_external.sum() == run.n_human.sum() == 0
 
 
+def test_single_component_arm_runs_like_the_simulator():
+    # B = 1: the update is the identity (and 1 - Bc = 0 at k = 1); it used to divide by zero.
+    web = InteractingGMMWeb(n_agents=1, means=[[0.0]], samples_per_step=2, n_steps=3)
+    run = simulate_gmm_arm(web, GMMArm(human_rate=0.5), [0, 1])
+    np.testing.assert_array_equal(run.final_weights, 1.0)
+    np.testing.assert_array_equal(run.norms, 0.0)
+
+
 def test_injection_arm_is_the_simulators_own_injection():
     web = dataclasses.replace(FIG6, n_agents=4, n_steps=20)
     arm = GMMArm(injection=7, injection_weights=np.eye(11)[3])
@@ -133,6 +141,15 @@ def test_bad_arms_and_settings_raise():
         simulate_gmm_arm(dataclasses.replace(web, beta=2.0), GMMArm(), [0])
     res = run_gmm_experiment({"a": {"injection": 2}, "b": {}}, web=web, seeds=[0, 1])
     assert res.arms == ("a", "b") and res.baseline == "a"
+
+
+def test_bad_window_raises_before_any_run(store):
+    with pytest.raises(ValueError, match="window"):
+        run_gmm_experiment({"a": GMMArm()}, web=dataclasses.replace(FIG4, n_steps=3), window=0)
+    with pytest.raises(ValueError, match="window"):
+        run_web_experiment(echo_agents, {"none": []}, store=store, seeds=[0], n_steps=2,
+                           responses_per_step=2, web_seeds=SEEDS, window=0)
+    assert not list(store.runs())
 
 
 # ---------------------------------------------------------------------------- effect sizes
