@@ -119,3 +119,34 @@ def test_missing_matplotlib_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"pip install 'llmweb-plugin\[report\]'"):
         cli_gmm._pyplot()
+
+
+def test_gmm_means_not_json_is_an_argparse_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _run(["gmm", "--means", "not json", "--out", str(tmp_path), "--no-plot"])
+    assert exc.value.code == 2
+    assert "argument --means: invalid _array value: 'not json'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        _run(["gmm", "--means", "[1,", "--out", str(tmp_path), "--no-plot"])
+    assert exc.value.code == 2
+    assert "argument --means: invalid _array value: '[1,'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("weights", "shape"), [("0.5,0.3,0.2", "(3,)"), ("1", "(1,)")])
+def test_gmm_inject_weights_of_wrong_length_exits_2(tmp_path, capsys, weights, shape):
+    # lwd-fig4 has B = 2 components
+    rc = _run(["gmm", "--inject-points", "3", "--inject-weights", weights, "--n-steps", "3",
+               "--out", str(tmp_path), "--no-plot"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"llmweb gmm: error: injection.weights must have shape (B,) = (2,); got {shape}" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_gmm_inject_weights_wrong_length_through_main(tmp_path, capsys):
+    from llmweb_plugin.cli import main
+
+    assert main(["gmm", "--inject-weights", "0.5,0.5,0.0", "--out", str(tmp_path),
+                 "--no-plot"]) == 2
+    assert "injection.weights must have shape (B,) = (2,); got (3,)" in capsys.readouterr().err

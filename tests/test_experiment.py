@@ -263,3 +263,55 @@ def test_cli_gmm_and_fake_web(tmp_path, capsys, embedder):
     assert data["series"]["injected"]["injection"] == [[2.0, 2.0]]
     assert main(["experiment", "--arms", "none,bogus", "--out", str(tmp_path / "x")]) == 2
     assert "--arms must be some of" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- bad inputs
+def test_gmm_arm_with_a_non_number_rate_raises_type_error():
+    web = dataclasses.replace(FIG4, n_steps=3)
+    with pytest.raises(TypeError, match=r"variation must be a number in \[0, 1\]; got 'x'"):
+        simulate_gmm_arm(web, GMMArm(variation="x"), [0])
+    with pytest.raises(TypeError, match=r"variation must be a number in \[0, 1\]; got 'x'"):
+        run_gmm_experiment({"a": GMMArm(variation="x")}, web=web, seeds=[0])
+
+
+@pytest.mark.parametrize("kwarg", ["mitigations", "rng", "monitor", "run_id", "agents"])
+def test_web_experiment_rejects_reserved_run_web_kwargs_before_any_run(store, kwarg):
+    with pytest.raises(ValueError, match=rf"run_web_experiment sets \['{kwarg}'\] itself"):
+        run_web_experiment(echo_agents, {"none": []}, store=store, seeds=[0], n_steps=2,
+                           responses_per_step=2, web_seeds=SEEDS, **{kwarg: None})
+    assert not list(store.runs())
+
+
+def test_web_experiment_reserved_kwargs_are_all_named(store):
+    with pytest.raises(ValueError, match=r"sets \['mitigations', 'rng'\] itself"):
+        run_web_experiment(echo_agents, {"none": []}, store=store, seeds=[0], n_steps=2,
+                           responses_per_step=2, web_seeds=SEEDS, rng=1, mitigations=[])
+    assert not list(store.runs())
+
+
+def test_web_experiment_zero_steps_raises_before_any_run(store):
+    with pytest.raises(ValueError, match="n_steps must be >= 1; got 0"):
+        run_web_experiment(echo_agents, {"none": []}, store=store, seeds=[0], n_steps=0,
+                           responses_per_step=2, web_seeds=SEEDS)
+    assert not list(store.runs())
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--proxy", "gmm", "--seeds", "0"], "--seeds and --steps must be >= 1"),
+    (["--proxy", "gmm", "--steps", "0"], "--seeds and --steps must be >= 1"),
+    (["--proxy", "web", "--fake", "--agents", "0"],
+     "--seeds, --steps, --agents and --responses must be >= 1"),
+    (["--proxy", "web", "--fake", "--responses", "0"],
+     "--seeds, --steps, --agents and --responses must be >= 1"),
+    (["--proxy", "web", "--fake", "--external", "/no/such/file"],
+     "--external '/no/such/file' is not a file"),
+])
+def test_cli_experiment_bad_input_exits_2_with_one_line_error(tmp_path, capsys, argv, message):
+    from llmweb_plugin.cli import main
+
+    out = tmp_path / "out"
+    assert main(["experiment", *argv, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"llmweb experiment: error: {message}"
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert not out.exists()  # rejected before anything is written
