@@ -453,3 +453,49 @@ def test_token_usage_is_stored_once_per_call_and_reaches_a_later_report(store) -
     assert sorted(tagged) == [("a", 1, 1), ("a", 2, 1), ("b", 1, 1), ("b", 2, 1)]
     assert lw.DiversityReport.from_store(store, run_id="u").to_json()["runs"][0]["usage"] == \
         {"a": want, "b": want}
+
+
+# ---------------------------------------------------------------------- bad inputs (added)
+def test_seed_metadata_of_the_wrong_length_is_refused() -> None:
+    with pytest.raises(ValueError, match="seed_metadata must have one entry per seed"):
+        WebConfig(agents=("a", "b"), seeds=tuple(SEEDS), seed_metadata=({"label": "x"},))
+    with pytest.raises(ValueError, match="seed_metadata must have one entry per seed"):
+        WebConfig(agents=("a",), seeds=tuple(SEEDS[:2]),
+                  seed_metadata=({}, {}, {"label": "extra"}))
+    # make_config builds one metadata entry per seed itself, so it always agrees
+    assert len(make_config(["a"], seeds=SEEDS).seed_metadata) == len(SEEDS)
+
+
+def test_a_hook_raising_in_vary_names_the_hook_agent_and_step(store) -> None:
+    class VaryBoom(WebHook):
+        name = "vary-boom"
+
+        def vary(self, request, *, rng):
+            raise ValueError("persona list exhausted")
+
+    with pytest.raises(RuntimeError, match=r"mitigation 'vary-boom' failed in vary\(\) for agent "
+                                           r"'a0' at step 1: persona list exhausted"):
+        run_web(echo_agents(2), store=store, seeds=SEEDS, responses_per_step=2, n_steps=2,
+                mitigations=[VaryBoom()], rng=0, run_id="vb")
+    # the seeds were written; no agent answered, so nothing of step 1 is in the store
+    assert store.count("vb", kind="seed") == len(SEEDS)
+    assert store.count("vb", kind=["post", "response"]) == 0
+    assert store.count("vb") == len(SEEDS)
+
+
+def test_a_hook_raising_in_after_step_names_the_hook_and_step(store) -> None:
+    class AfterBoom(WebHook):
+        name = "after-boom"
+
+        def after_step(self, *, step, posts, monitor, rng):
+            if step == 2:
+                raise LookupError("review queue unreachable")
+
+    with pytest.raises(RuntimeError, match=r"mitigation 'after-boom' failed in after_step\(\) at "
+                                           r"step 2: review queue unreachable"):
+        run_web(echo_agents(2), store=store, seeds=SEEDS, responses_per_step=2, n_steps=4,
+                mitigations=[AfterBoom()], rng=0, run_id="ab")
+    # steps 1 and 2 are fully stored (the hook runs after the agents); step 3 never started
+    assert store.count("ab", kind="post") == 2 * 2
+    assert store.count("ab", kind="response") == 2 * 2 * 2
+    assert store.records("ab", step=3) == []

@@ -564,3 +564,42 @@ def test_review_point_ids_follow_the_store_layout(mon, tmp_path):
     mon.flush()
     (rec,) = mon.store.records("r", kind="human")
     assert rec.point_id == point_id("r", "human", 1, "human", 0)
+
+
+# ---------------------------------------------------------------------------- bad inputs (added)
+def test_external_injection_rejects_an_empty_agent_name():
+    with pytest.raises(ValueError, match="agent must be a non-empty string"):
+        ExternalInjection(DOCS, per_step=1, agent="")
+    with pytest.raises(ValueError, match="agent must be a non-empty string"):
+        ExternalInjection(DOCS, per_step=1, agent=None)  # type: ignore[arg-type]
+
+
+def test_inject_with_a_negative_count_writes_nothing(mon, store):
+    seeds(mon)
+    post_step(mon, 1)
+    inj = ExternalInjection(DOCS, per_step=1)
+    n_before = store.count("r")
+    with pytest.raises(ValueError, match="n must be >= 0; got -1"):
+        inj.inject(mon, step=1, n=-1)
+    mon.flush()
+    assert store.count("r") == n_before and store.count("r", kind="external") == 0
+    assert inj.stats.injected == 0
+    assert not [e for e in mon.events if e["kind"] == "injection"]
+    # the hook still works afterwards: nothing was reserved by the failed call
+    assert inj.inject(mon, step=1, n=2) == 2
+    mon.flush()
+    assert [r.text for r in store.records("r", kind="external")] == DOCS[:2]
+
+
+def test_prompt_variation_rejects_an_empty_temperature_schedule():
+    with pytest.raises(ValueError, match="temperature_schedule is empty; pass at least one"):
+        PromptVariation(temperature_schedule=[])
+    with pytest.raises(ValueError, match="temperature_schedule is empty"):
+        PromptVariation(personas=["p"], temperature_schedule=())
+
+
+def test_qdrant_review_sink_needs_a_web_store(store):
+    with pytest.raises(TypeError, match="store must be a WebStore; got QdrantClient"):
+        QdrantReviewSink(store.client)
+    with pytest.raises(TypeError, match="store must be a WebStore; got str"):
+        QdrantReviewSink(":memory:")  # type: ignore[arg-type]

@@ -300,3 +300,38 @@ def test_gemma_option_generates() -> None:
     assert msg.content.strip()
     assert msg.usage_metadata["output_tokens"] >= 1
     assert os.path.basename(gemma.loaded().folder).startswith("gemma-3-270m-")
+
+
+# --------------------------------------------------------------------------- bad inputs (added)
+def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if local_agents gets as far as building a chat model or loading weights."""
+    from llmweb_plugin import models
+
+    def boom(*a: Any, **k: Any) -> Any:
+        raise AssertionError("local_agents built a model before validating its arguments")
+
+    monkeypatch.setattr(models, "local_chat_model", boom)
+    monkeypatch.setattr(models, "load_local_model", boom)
+
+
+def test_local_agents_rejects_empty_temperatures_before_loading(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_model(monkeypatch)
+    with pytest.raises(ValueError, match="temperatures must not be empty"):
+        local_agents(2, temperatures=[])
+    with pytest.raises(ValueError, match="temperatures must not be empty"):
+        local_agents(1, temperatures=())
+
+
+@pytest.mark.parametrize("kw,names", [
+    ({"system_prompt": "x"}, r"\['system_prompt'\]"),
+    ({"temperature": 0.3}, r"\['temperature'\]"),
+    ({"temperature": 0.3, "system_prompt": "x"}, r"\['system_prompt', 'temperature'\]"),
+])
+def test_local_agents_refuses_what_it_sets_itself_before_loading(
+        monkeypatch: pytest.MonkeyPatch, kw: dict[str, Any], names: str) -> None:
+    # (``seed`` is local_agents' own keyword, so it never reaches the clash check)
+    _no_model(monkeypatch)
+    with pytest.raises(TypeError, match=rf"local_agents sets {names} itself; pass personas via "
+                                        r"PERSONAS instead"):
+        local_agents(2, **kw)

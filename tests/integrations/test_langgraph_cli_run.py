@@ -133,3 +133,75 @@ def test_paper_flag_and_defaults() -> None:
     assert (s["responses_per_step"], s["n_steps"], s["n_agents"], s["beta"]) == \
         (cli_run.DEFAULT_RESPONSES, cli_run.DEFAULT_STEPS, 3, 0.5)
     assert s["query"] == lw.dynamics.PAPER_QUERY and s["fake"] is False
+
+
+# ---------------------------------------------------------------------- bad inputs (added)
+def test_zero_agents_is_refused_before_anything_is_written(tmp_path: Path, capsys) -> None:
+    from llmweb_plugin.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="--n-agents must be >= 1"):
+        cli_run.run_command(parse("--fake", "--n-agents", "0", "--out", str(out),
+                                  "--run-id", "z", "--no-progress", "--no-report"))
+    assert not out.exists()
+    assert main(["run", "--fake", "--n-agents", "0", "--out", str(out), "--run-id", "z"]) == 2
+    assert "llmweb run: error: --n-agents must be >= 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_without_a_settings_file_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "ghost").mkdir(parents=True)  # a run folder without its settings file
+    with pytest.raises(FileNotFoundError, match=r"no settings of run 'ghost' at .*; resume with "
+                                                r"the --out folder"):
+        cli_run.run_command(parse("--resume", "ghost", "--out", str(out), "--no-progress"))
+    assert sorted(p.name for p in out.rglob("*")) == ["ghost"]  # no store, no checkpoint
+
+
+def test_zero_threads_is_refused(tmp_path: Path, capsys) -> None:
+    from llmweb_plugin.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="--threads must be >= 1"):
+        cli_run.run_command(parse("--fake", "--threads", "0", "--out", str(out), "--run-id", "t0",
+                                  "--no-progress", "--no-report"))
+    assert not (out / "store").exists() and not (out / "checkpoints.sqlite").exists()
+    assert main(["run", "--fake", "--threads", "0", "--out", str(out), "--run-id", "t1"]) == 2
+    assert "llmweb run: error: --threads must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.xfail(strict=True, reason="run_command writes <out>/<run_id>/settings.json before "
+                   "checking --threads, so the refused run blocks its own run id")
+def test_zero_threads_leaves_no_run_folder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--threads must be >= 1"):
+        cli_run.run_command(parse("--fake", "--threads", "0", "--out", str(tmp_path),
+                                  "--run-id", "t0", "--no-progress", "--no-report"))
+    assert not (tmp_path / "t0").exists()
+
+
+def test_duplicate_agent_names_are_refused(tmp_path: Path, capsys) -> None:
+    from llmweb_plugin.cli import main
+
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="--agents names must be unique"):
+        cli_run.run_command(parse("--agents", "a=llmweb_plugin.agents:EchoAgent",
+                                  "--agents", "a=llmweb_plugin.agents:EchoAgent",
+                                  "--out", str(out), "--run-id", "dup", "--no-progress",
+                                  "--no-report"))
+    assert not (out / "store").exists() and not (out / "checkpoints.sqlite").exists()
+    both = "b=llmweb_plugin.agents:EchoAgent,b=llmweb_plugin.agents:EchoAgent"
+    assert main(["run", "--agents", both, "--out", str(out), "--run-id", "dup2"]) == 2
+    assert "llmweb run: error: --agents names must be unique" in capsys.readouterr().err
+    assert cli_run._build_agents({"agent_specs": ["c=llmweb_plugin.agents:EchoAgent",
+                                                  "d=llmweb_plugin.agents:EchoAgent"]}).keys() \
+        == {"c", "d"}
+
+
+@pytest.mark.xfail(strict=True, reason="run_command writes <out>/<run_id>/settings.json before "
+                   "the agents are built, so a refused run blocks its own run id")
+def test_duplicate_agent_names_leave_no_run_folder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--agents names must be unique"):
+        cli_run.run_command(parse("--agents", "a=llmweb_plugin.agents:EchoAgent,"
+                                  "a=llmweb_plugin.agents:EchoAgent", "--out", str(tmp_path),
+                                  "--run-id", "dup", "--no-progress", "--no-report"))
+    assert not (tmp_path / "dup").exists()

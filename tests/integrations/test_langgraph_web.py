@@ -349,3 +349,45 @@ def test_resuming_with_other_agents_is_refused(store) -> None:
                           n_steps=2, rng=0, run_id="ag").compile(checkpointer=saver)
     with pytest.raises(ValueError, match="same agents in the same order"):
         g2.invoke(None, cfg)
+
+
+# ---------------------------------------------------------------------- bad inputs (added)
+def test_monitor_and_store_of_the_wrong_type_are_refused(store) -> None:
+    with pytest.raises(TypeError, match="monitor must be a CollapseMonitor; got dict"):
+        create_web_graph(echo_agents(2), store=store, seeds=SEEDS, monitor={"run_id": "m"})
+    with pytest.raises(TypeError, match="store must be an llmweb_plugin.WebStore; got str"):
+        create_web_graph(echo_agents(2), store=":memory:", seeds=SEEDS)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="store must be an llmweb_plugin.WebStore; got "
+                                        "QdrantClient"):
+        create_web_graph(echo_agents(2), store=store.client, seeds=SEEDS)  # type: ignore[arg-type]
+    assert store.count("m") == 0  # nothing was written
+
+
+def test_monitor_on_another_store_or_run_id_is_refused_before_writing(store, embedder) -> None:
+    mon = lw.CollapseMonitor(store, run_id="mine")
+    with lw.WebStore(":memory:", embedder=embedder) as other:
+        with pytest.raises(ValueError, match="the monitor writes to another store than store="):
+            create_web_graph(echo_agents(2), store=other, seeds=SEEDS, monitor=mon)
+        assert other.count("mine") == 0
+    with pytest.raises(ValueError, match=r"run_id='yours' disagrees with the monitor's run_id "
+                                         r"'mine'; pass one of them"):
+        create_web_graph(echo_agents(2), store=store, seeds=SEEDS, monitor=mon, run_id="yours")
+    assert store.count("mine") == 0 and store.count("yours") == 0
+
+
+def test_resuming_a_checkpoint_with_a_monitor_of_another_run_is_refused(store) -> None:
+    saver = InMemorySaver()
+    cfg = {"configurable": {"thread_id": "cm"}}
+    g = create_web_graph({"a0": EchoAgent("a0"), "bad": lambda p: 1}, store=store, seeds=SEEDS,
+                         responses_per_step=1, n_steps=2, rng=0, run_id="cm")
+    with pytest.raises(AgentError):
+        g.compile(checkpointer=saver).invoke({}, cfg)
+    n_before = store.count("cm")
+    mon = lw.CollapseMonitor(store, run_id="other")
+    g2 = create_web_graph({"a0": EchoAgent("a0"), "bad": EchoAgent("bad")}, store=store,
+                          seeds=SEEDS, responses_per_step=1, n_steps=2, rng=0,
+                          monitor=mon).compile(checkpointer=saver)
+    with pytest.raises(ValueError, match="this checkpoint belongs to run 'cm' but the monitor "
+                                         "records run 'other'"):
+        g2.invoke(None, cfg)
+    assert store.count("cm") == n_before and store.count("other") == 0
