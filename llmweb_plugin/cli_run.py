@@ -258,22 +258,25 @@ def run_command(args: argparse.Namespace) -> int:
     store_dir = Path(args.store) if args.store else out_root / "store"
     ckpt = Path(args.checkpoint) if args.checkpoint else out_root / "checkpoints.sqlite"
     run_dir = out_root / run_id
-    if not args.resume:
-        if (run_dir / SETTINGS_FILE).exists():
-            raise ValueError(f"run {run_id!r} already exists in {out_root}; use --resume "
-                             f"{run_id} or another --run-id")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=1), encoding="utf-8")
+    if not args.resume and (run_dir / SETTINGS_FILE).exists():
+        raise ValueError(f"run {run_id!r} already exists in {out_root}; use --resume "
+                         f"{run_id} or another --run-id")
     threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError("--threads must be >= 1")
+    # Everything that can refuse the run happens before its settings are written, so a refused
+    # run does not leave a folder that blocks its own run id.
+    agents = _build_agents(settings)
     if threads is not None:
-        if threads < 1:
-            raise ValueError("--threads must be >= 1")
         import torch
 
         torch.set_num_threads(int(threads))
+    if not args.resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=1), encoding="utf-8")
     start = time.perf_counter()
     final = run_experiment(settings, run_id=run_id, store_dir=store_dir, checkpoint=ckpt,
-                           resume=bool(args.resume), progress=not args.no_progress,
+                           agents=agents, resume=bool(args.resume), progress=not args.no_progress,
                            max_concurrency=args.max_concurrency, report_dir=run_dir,
                            report=not args.no_report)
     seconds = time.perf_counter() - start
@@ -292,10 +295,14 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def run_experiment(settings: Mapping[str, Any], *, run_id: str, store_dir: Path,
-                   checkpoint: Path, resume: bool = False, progress: bool = True,
+                   checkpoint: Path, agents: Mapping[str, Any] | None = None,
+                   resume: bool = False, progress: bool = True,
                    max_concurrency: int | None = None, report_dir: Path | None = None,
                    report: bool = True) -> dict[str, Any]:
-    """Build and run (or resume) the web graph; returns the final state plus ``report_path``."""
+    """Build and run (or resume) the web graph; returns the final state plus ``report_path``.
+
+    ``agents`` are the already built agents (default: built from ``settings``).
+    """
     import sqlite3
 
     from langgraph.checkpoint.sqlite import SqliteSaver
@@ -304,7 +311,8 @@ def run_experiment(settings: Mapping[str, Any], *, run_id: str, store_dir: Path,
 
     from .store import WebStore
 
-    agents = _build_agents(settings)
+    if agents is None:
+        agents = _build_agents(settings)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     store = WebStore(os.fspath(store_dir))
     conn = sqlite3.connect(os.fspath(checkpoint), check_same_thread=False)

@@ -170,8 +170,6 @@ def test_zero_threads_is_refused(tmp_path: Path, capsys) -> None:
     assert "llmweb run: error: --threads must be >= 1" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="run_command writes <out>/<run_id>/settings.json before "
-                   "checking --threads, so the refused run blocks its own run id")
 def test_zero_threads_leaves_no_run_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--threads must be >= 1"):
         cli_run.run_command(parse("--fake", "--threads", "0", "--out", str(tmp_path),
@@ -197,8 +195,6 @@ def test_duplicate_agent_names_are_refused(tmp_path: Path, capsys) -> None:
         == {"c", "d"}
 
 
-@pytest.mark.xfail(strict=True, reason="run_command writes <out>/<run_id>/settings.json before "
-                   "the agents are built, so a refused run blocks its own run id")
 def test_duplicate_agent_names_leave_no_run_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--agents names must be unique"):
         cli_run.run_command(parse("--agents", "a=llmweb_plugin.agents:EchoAgent,"
