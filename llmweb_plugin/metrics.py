@@ -53,6 +53,37 @@ def _as_2d(X: object, name: str = "X") -> np.ndarray:
     return arr
 
 
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    """Raise a ``ValueError`` naming ``name`` when ``arr`` holds NaN or inf (one ``O(size)`` pass)."""
+    if arr.size and not np.isfinite(arr).all():
+        where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(
+            f"{name} contains NaN or inf (first at index {where}); metrics are undefined for "
+            "non-finite values: drop or repair those rows first"
+        )
+
+
+def _pow2_scale(maxabs: np.ndarray) -> np.ndarray:
+    """A power of two ``s`` with ``maxabs / s`` in ``[1, 2)`` (1 where ``maxabs`` is 0).
+
+    Dividing by a power of two is exact, so rescaling costs no precision.
+    """
+    _, exp = np.frexp(maxabs)
+    return np.where(maxabs > 0, np.ldexp(1.0, exp - 1), 1.0)
+
+
+def _scaled_unit_rows(E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit rows of the nonzero rows of ``E`` (float64), and the mask of those rows.
+
+    Each row is first divided by its largest magnitude, so rows near 1e200 do not overflow and
+    rows near 1e-200 do not underflow when squared.
+    """
+    maxabs = np.max(np.abs(E), axis=1) if E.shape[1] else np.zeros(E.shape[0])
+    ok = maxabs > 0
+    W = E[ok] / maxabs[ok, None]
+    return W / np.linalg.norm(W, axis=1)[:, None], ok
+
+
 def _sum_sq_dev(X: np.ndarray) -> np.ndarray:
     """``sum_i ||x_i - x_bar||^2`` over axis -2, accumulated in float64.
 
@@ -98,11 +129,36 @@ def _sum_sq_dev(X: np.ndarray) -> np.ndarray:
     return np.einsum("...ij,...ij->...", dev, dev)
 
 
+def _sum_sq_dev_scaled(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+    """``(ssd, scale)`` with ``sum_i ||x_i - x_bar||^2 == ssd * scale**2``, safe from overflow.
+
+    The fast pass (:func:`_sum_sq_dev`) runs first. Only when its result is not finite (NaN or
+    inf input, or squares past the float range: ``|x| > 1e154`` in float64, ``1e19`` in float32)
+    or so small that squares may have underflowed does a second pass check the input (a
+    ``ValueError`` naming ``X`` for NaN/inf) and recompute on ``X`` divided by a power of two
+    near its largest magnitude. Typical input pays nothing for the checks.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # judged below, on the result
+        ssd = _sum_sq_dev(arr)
+    if arr.size == 0:
+        return ssd, 1.0
+    tiny = 1e-30 if arr.dtype == np.float32 else 1e-290
+    if np.all(np.isfinite(ssd) & (ssd >= tiny)):
+        return ssd, 1.0
+    _check_finite(arr, "X")
+    work = np.float32 if arr.dtype == np.float32 else np.float64
+    scale = _pow2_scale(np.max(np.abs(arr), axis=(-2, -1), keepdims=True).astype(np.float64))
+    scaled = (arr / scale.astype(work)).astype(work, copy=False)
+    return _sum_sq_dev(scaled), scale.reshape(scale.shape[:-2])
+
+
 def collapse_norm(X: object) -> float | np.ndarray:
     """Frobenius norm of the pairwise Euclidean distance matrix between the rows of ``X``.
 
     Computed as ``sqrt(2 m sum_i ||x_i - x_bar||^2)`` in ``O(m d)``; equal to
-    ``np.linalg.norm(distance_matrix(X))`` up to rounding.
+    ``np.linalg.norm(distance_matrix(X))`` up to rounding. Input of any magnitude that the
+    result can represent is handled (``X`` near 1e150 or 1e-200 is rescaled, not squared
+    into inf or 0).
 
     Args:
         X: array of shape ``(m, dim)`` (e.g. the per-agent mean embeddings), or a batch of
@@ -112,6 +168,9 @@ def collapse_norm(X: object) -> float | np.ndarray:
         A float for 2-D input, an array of shape ``(...)`` for batched input. Zero when
         ``m <= 1`` (a single agent has no pairwise distances).
 
+    Raises:
+        ValueError: ``X`` has fewer than 2 dimensions, or contains NaN or inf.
+
     Example:
         >>> collapse_norm([[1.0], [1.0], [1.0]])
         0.0
@@ -120,7 +179,8 @@ def collapse_norm(X: object) -> float | np.ndarray:
     if arr.ndim < 2:
         raise ValueError(f"X must have shape (m, dim) or (..., m, dim); got shape {arr.shape}")
     m = arr.shape[-2]
-    out = np.sqrt(np.maximum(2.0 * m * _sum_sq_dev(arr), 0.0))
+    ssd, scale = _sum_sq_dev_scaled(arr)
+    out = scale * math.sqrt(2.0 * m) * np.sqrt(np.maximum(ssd, 0.0))  # 2 m ssd may overflow
     return float(out) if arr.ndim == 2 else out
 
 
@@ -146,18 +206,30 @@ def normalized_collapse_norm(X: object) -> float | np.ndarray:
 def distance_matrix(X: object) -> np.ndarray:
     """The full ``(m, m)`` Euclidean distance matrix between rows, for display.
 
+    Rows are rescaled by a power of two and centred first (``O(m d)``), so values far from the
+    origin keep their precision and large values do not overflow.
+
     Args:
         X: array of shape ``(m, dim)``.
 
     Returns:
         Symmetric float64 array of shape ``(m, m)`` with a zero diagonal.
+
+    Raises:
+        ValueError: ``X`` is not 2-D, or contains NaN or inf.
     """
     arr = _as_2d(X).astype(np.float64, copy=False)
+    _check_finite(arr, "X")
+    scale = 1.0
+    if arr.size:
+        scale = float(_pow2_scale(np.max(np.abs(arr))))
+        arr = arr / scale
+        arr = arr - arr.mean(axis=0)
     sq = np.einsum("ij,ij->i", arr, arr)
     d2 = sq[:, None] + sq[None, :] - 2.0 * arr @ arr.T
     np.maximum(d2, 0.0, out=d2)
     np.fill_diagonal(d2, 0.0)
-    return np.sqrt(d2)
+    return scale * np.sqrt(d2)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,15 +255,53 @@ class Spread:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+def _label_keys(
+    labels: Iterable[object], name: str, seen: dict[str, type] | None = None
+) -> list[str]:
+    """The text key ``str(label)`` of each label; refuses two label types with the same text.
+
+    Results are keyed by text, so ``1`` and ``"1"`` would silently become one agent: that is a
+    ``ValueError`` instead. ``seen`` (text -> type) carries the types across calls and is only
+    updated when every label passes.
+    """
+    local = dict(seen) if seen is not None else {}
+    keys = []
+    for x in labels:
+        if type(x) is str:
+            k, t = x, str
+        else:
+            if isinstance(x, np.generic):
+                x = x.item()
+            t = type(x)
+            k = x if t is str else str(x)
+        prev = local.setdefault(k, t)
+        if prev is not t:
+            raise ValueError(
+                f"{name} holds two different labels written {k!r}, one of type {prev.__name__} "
+                f"and one of type {t.__name__}; agents are keyed by their text, so these would "
+                f"be merged into one. Use labels of one type (e.g. all str)."
+            )
+        keys.append(k)
+    if seen is not None:
+        seen.update(local)
+    return keys
+
+
 def spread(embeddings: object, labels: Sequence[object]) -> Spread:
     """Split the spread of ``embeddings`` into within- and between-agent parts.
 
     Args:
         embeddings: array of shape ``(n_samples, dim)``.
-        labels: agent label per row, length ``n_samples``.
+        labels: agent label per row, length ``n_samples``. Labels are grouped by their text
+            ``str(label)`` (the keys of ``per_agent`` and ``counts``); numpy scalars count as
+            the Python value they hold.
 
     Returns:
         A :class:`Spread`; ``total == within + between`` up to rounding.
+
+    Raises:
+        ValueError: lengths differ, ``embeddings`` contains NaN or inf, or two labels of
+            different types have the same text (``1`` and ``"1"``), which would merge two agents.
 
     Example:
         >>> s = spread([[0.0], [2.0], [10.0], [12.0]], ["a", "a", "b", "b"])
@@ -207,7 +317,9 @@ def spread(embeddings: object, labels: Sequence[object]) -> Spread:
         )
     if E.shape[0] == 0:
         raise ValueError("spread needs at least one embedding")
-    keys = [str(x) for x in labels]
+    _check_finite(E, "embeddings")
+    keys = _label_keys(labels, "labels")
+    E = E - E[0]  # translation-invariant; keeps the precision of clouds far from the origin
     uniq, inv = np.unique(np.asarray(keys, dtype=object), return_inverse=True)
     counts = np.bincount(inv, minlength=len(uniq)).astype(np.float64)
     sums = np.zeros((len(uniq), E.shape[1]))
@@ -233,10 +345,14 @@ def spread(embeddings: object, labels: Sequence[object]) -> Spread:
 
 
 def _unit_rows(E: np.ndarray, name: str = "embeddings") -> np.ndarray:
-    norms = np.linalg.norm(E, axis=1)
-    if np.any(norms == 0):
-        raise ValueError(f"{name} contains a zero vector; cosine distance is undefined for it")
-    return E / norms[:, None]
+    _check_finite(E, name)
+    U, ok = _scaled_unit_rows(E)
+    if not ok.all():
+        raise ValueError(
+            f"{name} contains a zero vector (row {int(np.argmin(ok))}); cosine distance is "
+            "undefined for it: drop it first"
+        )
+    return U
 
 
 def mean_cosine_distance(embeddings: object) -> float:
@@ -245,7 +361,8 @@ def mean_cosine_distance(embeddings: object) -> float:
     Uses ``sum_{i != j} u_i . u_j = ||sum_i u_i||^2 - n`` for unit rows ``u_i``.
 
     Args:
-        embeddings: array of shape ``(n_samples, dim)`` with ``n_samples >= 2`` and no zero rows.
+        embeddings: array of shape ``(n_samples, dim)`` with ``n_samples >= 2``, no zero rows and
+            no NaN or inf (each is a ``ValueError``).
 
     Example:
         >>> mean_cosine_distance([[1.0, 0.0], [0.0, 1.0]])
@@ -269,7 +386,8 @@ def vendi_score(embeddings: object) -> float:
     embeddings point the same way, ``n`` when they are orthogonal.
 
     Args:
-        embeddings: array of shape ``(n_samples, dim)`` with no zero rows.
+        embeddings: array of shape ``(n_samples, dim)`` with no zero rows and no NaN or inf
+            (each is a ``ValueError``).
 
     Example:
         >>> round(vendi_score([[1.0, 0.0], [0.0, 1.0]]), 6)
@@ -338,9 +456,13 @@ class StepMetrics:
         total_spread: mean squared distance to the step's grand mean.
         within_spread: mean squared distance to each record's own agent mean.
         between_spread: ``total_spread - within_spread``, the spread of the agent means.
-        mean_cosine_distance: mean pairwise cosine distance over all records (NaN if < 2).
+        mean_cosine_distance: mean pairwise cosine distance over the records with a nonzero
+            embedding (cosine is undefined for a zero vector); NaN with fewer than 2 of them.
         per_agent_counts: responses per agent.
         extras: further per-step numbers (web accounting, mitigation counts).
+        n_zero_vectors: records whose embedding is the zero vector. They count in
+            ``n_records``, the spreads and the norm, and are left out of
+            ``mean_cosine_distance`` only.
     """
 
     step: int
@@ -354,6 +476,7 @@ class StepMetrics:
     mean_cosine_distance: float
     per_agent_counts: dict[str, int] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    n_zero_vectors: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready dict (NaN becomes ``None``)."""
@@ -366,8 +489,10 @@ class StepMetrics:
 class StepAccumulator:
     """Running sums for one step, so per-step metrics cost ``O(d)`` per record.
 
-    Keeps, per agent, the count, the vector sum and the sum of squared norms, plus the sum of unit
-    vectors over all records. Not thread-safe: the caller serialises ``add``.
+    Keeps, per agent, the count, and the sum and sum of squared norms of the rows *minus that
+    agent's first row* (so clouds far from the origin keep their precision: no large squares
+    cancel), plus the sum of unit vectors over the records with a nonzero embedding. Not
+    thread-safe: the caller serialises ``add``.
 
     Example:
         >>> acc = StepAccumulator(step=1)
@@ -379,29 +504,63 @@ class StepAccumulator:
     def __init__(self, step: int) -> None:
         self.step = step
         self._count: dict[str, int] = {}
+        self._shift: dict[str, np.ndarray] = {}
         self._sum: dict[str, np.ndarray] = {}
         self._sumsq: dict[str, float] = {}
+        self._types: dict[str, type] = {}
         self._unit_sum: np.ndarray | None = None
         self._n_unit = 0
+        self._n_zero = 0
 
     def add(self, vectors: np.ndarray, agents: Sequence[str]) -> None:
-        """Add rows of ``vectors`` (shape ``(n, dim)``), one agent label per row."""
-        V = np.asarray(vectors, dtype=np.float64)
-        norms = np.linalg.norm(V, axis=1)
-        ok = norms > 0
+        """Add rows of ``vectors`` (shape ``(n, dim)``), one agent label per row.
+
+        Everything is checked before anything is added.
+
+        Raises:
+            ValueError: shape or length mismatch, NaN or inf in ``vectors``, or two agent labels
+                of different types with the same text (see :func:`spread`).
+        """
+        V = _as_2d(vectors, "vectors").astype(np.float64, copy=False)
+        agents = list(agents)
+        if len(agents) != V.shape[0]:
+            raise ValueError(
+                f"agents has {len(agents)} entries but vectors has {V.shape[0]} rows; "
+                "pass one agent per row"
+            )
+        if self._unit_sum is not None and V.shape[1] != self._unit_sum.shape[0]:
+            raise ValueError(
+                f"vectors has dim {V.shape[1]}; this step holds {self._unit_sum.shape[0]}-d vectors"
+            )
+        _check_finite(V, "vectors")
+        keys = _label_keys(agents, "agents", self._types)
+        if not keys:
+            return
+        U, ok = _scaled_unit_rows(V)
         if self._unit_sum is None:
             self._unit_sum = np.zeros(V.shape[1])
-        self._unit_sum += (V[ok] / norms[ok, None]).sum(axis=0)
+        self._unit_sum += U.sum(axis=0)
         self._n_unit += int(ok.sum())
-        for row, agent, nrm in zip(V, agents, norms):
-            if agent in self._count:
-                self._count[agent] += 1
-                self._sum[agent] += row
-                self._sumsq[agent] += float(nrm * nrm)
-            else:
-                self._count[agent] = 1
-                self._sum[agent] = row.copy()
-                self._sumsq[agent] = float(nrm * nrm)
+        self._n_zero += int(len(keys) - ok.sum())
+        if len(set(keys)) == 1:
+            self._add_rows(keys[0], V)
+            return
+        groups: dict[str, list[int]] = {}
+        for i, k in enumerate(keys):
+            groups.setdefault(k, []).append(i)
+        for k, idx in groups.items():
+            self._add_rows(k, V[idx])
+
+    def _add_rows(self, agent: str, rows: np.ndarray) -> None:
+        if agent not in self._count:
+            self._count[agent] = 0
+            self._shift[agent] = rows[0].copy()
+            self._sum[agent] = np.zeros(rows.shape[1])
+            self._sumsq[agent] = 0.0
+        dev = rows - self._shift[agent]
+        self._count[agent] += rows.shape[0]
+        self._sum[agent] += dev.sum(axis=0)
+        self._sumsq[agent] += float(np.einsum("ij,ij->", dev, dev))
 
     @property
     def n_records(self) -> int:
@@ -418,16 +577,20 @@ class StepAccumulator:
                                between_spread=nan, mean_cosine_distance=nan)
         counts = np.array([self._count[a] for a in agents], dtype=np.float64)
         sums = np.stack([self._sum[a] for a in agents])
-        means = sums / counts[:, None]
         sumsq = np.array([self._sumsq[a] for a in agents])
-        # within: sum_a (sumsq_a - n_a ||mu_a||^2); total: sum sumsq - N ||e_bar||^2
-        within_sum = float((sumsq - counts * np.einsum("ij,ij->i", means, means)).sum())
-        grand = sums.sum(axis=0) / n
-        total_sum = float(sumsq.sum() - n * float(grand @ grand))
-        within = max(within_sum, 0.0) / n
-        total = max(total_sum, 0.0) / n
-        between_sum = float((counts * np.einsum("ij,ij->i", means - grand, means - grand)).sum())
+        # within: sum_a (sum_a ||x - s_a||^2 - n_a ||mu_a - s_a||^2), all relative to s_a
+        dmean = sums / counts[:, None]
+        within_sum = float(np.maximum(sumsq - counts * np.einsum("ij,ij->i", dmean, dmean),
+                                      0.0).sum())
+        # agent means relative to the first agent's first row; between from their spread
+        ref = self._shift[agents[0]]
+        means = np.stack([self._shift[a] - ref for a in agents]) + dmean
+        grand = counts @ means / n
+        dm = means - grand
+        between_sum = float((counts * np.einsum("ij,ij->i", dm, dm)).sum())
+        within = within_sum / n
         between = between_sum / n
+        total = within + between
         m = len(agents)
         norm = collapse_norm(means) if m >= 2 else nan
         nnorm = norm / math.sqrt(m * (m - 1)) if m >= 2 else nan
@@ -447,12 +610,17 @@ class StepAccumulator:
             between_spread=between,
             mean_cosine_distance=mcd,
             per_agent_counts={a: self._count[a] for a in agents},
+            n_zero_vectors=self._n_zero,
         )
 
 
-def step_metrics(step: int, vectors: np.ndarray, agents: Sequence[str]) -> StepMetrics:
-    """:class:`StepMetrics` for one step's response vectors (shape ``(n, dim)``) and labels."""
+def step_metrics(step: int, vectors: object, agents: Sequence[str]) -> StepMetrics:
+    """:class:`StepMetrics` for one step's response vectors (shape ``(n, dim)``) and labels.
+
+    Raises:
+        ValueError: ``vectors`` is not 2-D or contains NaN or inf, ``agents`` has another
+            length, or two agent labels of different types have the same text.
+    """
     acc = StepAccumulator(step)
-    if len(agents):
-        acc.add(np.asarray(vectors), list(agents))
+    acc.add(np.asarray(vectors), list(agents))
     return acc.metrics()
