@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import math
 import os
@@ -71,6 +72,74 @@ _LOCAL_SCROLL_PAGE = 1_000_000
 
 class StoreLockedError(RuntimeError):
     """A local Qdrant folder is already open in another process (or another client)."""
+
+
+_META_FILE = "meta.json"  # qdrant-client's local mode: the list of the folder's collections
+_DATA_FILE = "storage.sqlite"  # ... and each collection's points, in collection/<name>/
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_local_folder(folder: Path) -> None:
+    """Refuse a damaged local Qdrant folder before qdrant-client opens it.
+
+    qdrant-client reads ``meta.json`` with a bare ``json.load`` and, for every collection it
+    lists, opens ``collection/<name>/storage.sqlite``, creating an empty one when the file is
+    gone: the records would vanish without a word. Checks the files only (no lock is taken).
+
+    Raises:
+        ValueError: ``meta.json`` is unreadable, or a listed collection's data file is missing,
+            empty or not an SQLite database; the message names the file and what to do.
+    """
+    meta_path = folder / _META_FILE
+    if not meta_path.exists():
+        return
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or not isinstance(meta.get("collections"), dict):
+            raise ValueError('it has no "collections" mapping')
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(
+            f"the local Qdrant folder {os.fspath(folder)!r} is damaged: {os.fspath(meta_path)!r} "
+            f"cannot be read as qdrant-client's list of collections ({exc}). Restore it from a "
+            f"backup; or delete it and open the store again with the embedder (or dim=) it was "
+            f"written with, which reads back the records kept in "
+            f"{os.fspath(folder / 'collection')!r}/<collection>/{_DATA_FILE}."
+        ) from exc
+    for name in meta["collections"]:
+        cdir = folder / "collection" / str(name)
+        data = cdir / _DATA_FILE
+        if not data.exists() and (cdir / "storage.dbm").exists():
+            continue  # qdrant-client explains its legacy format itself
+        try:
+            size = data.stat().st_size if data.is_file() else -1
+            head = b""
+            if size > 0:
+                with data.open("rb") as fh:
+                    head = fh.read(len(_SQLITE_MAGIC))
+        except OSError as exc:
+            size, head = -2, repr(exc).encode()
+        if size > 0 and head == _SQLITE_MAGIC:
+            continue
+        problem = {-1: "is missing", 0: "is empty"}.get(
+            size, f"is not an SQLite database (it starts with {head[:16]!r})")
+        raise ValueError(
+            f"the local Qdrant folder {os.fspath(folder)!r} is damaged: "
+            f"{os.fspath(meta_path)!r} lists collection {name!r}, but its data file "
+            f"{os.fspath(data)!r} {problem}. Opened as is, the collection would look empty and "
+            f"its records would be lost without a word. Restore that file from a backup; or, to "
+            f"give those records up, delete the folder {os.fspath(cdir)!r} and the entry "
+            f"{name!r} under \"collections\" in {os.fspath(meta_path)!r} (or use a new folder)."
+        )
+
+
+def _unlisted_collections(folder: Path, listed: Iterable[str]) -> list[str]:
+    """Collection folders holding a data file that ``meta.json`` does not list."""
+    base = folder / "collection"
+    if not base.is_dir():
+        return []
+    known = set(listed)
+    return sorted(p.name for p in base.iterdir()
+                  if p.name not in known and (p / _DATA_FILE).is_file())
 
 
 def point_id(run_id: str, agent: str, step: int, kind: str, index: int) -> str:
@@ -206,14 +275,30 @@ class WebStore:
         collection: collection name; default ``llmweb__<embedder name>``.
         embedder: the :class:`~llmweb_plugin.embeddings.Embedder` whose vectors this collection
             holds; default :func:`~llmweb_plugin.embeddings.default_embedder`. Pass ``None``
-            together with ``dim=`` for a store that only receives vectors.
+            together with ``dim=`` for a store that only receives vectors, or ``None`` alone to
+            read an existing collection: its vector size and distance are taken from it (the
+            collection named by ``collection=``, else the only ``llmweb__*`` collection there).
         dim: vector size when no embedder is given.
-        distance: ``"cosine"`` (default), ``"euclid"``, ``"dot"`` or ``"manhattan"``.
+        distance: ``"cosine"``, ``"euclid"``, ``"dot"`` or ``"manhattan"``; default (``None``)
+            cosine, or the existing collection's when its size is read from it.
         **client_kwargs: passed to ``QdrantClient`` (e.g. ``timeout``, ``prefer_grpc``).
 
     Raises:
         StoreLockedError: the local folder is already open in another process.
-        ValueError: an existing collection has another vector size or distance.
+        ValueError: an existing collection has another vector size or distance; a local
+            folder is damaged (unreadable ``meta.json``, a collection's ``storage.sqlite``
+            missing); no collection to read when neither an embedder nor ``dim=`` is given.
+
+    Example:
+        >>> import numpy as np, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> with WebStore(folder, embedder=None, dim=3) as w:
+        ...     w.upsert([Record(text="hi", run_id="r", agent="a", step=1,
+        ...                      vector=np.array([1.0, 0.0, 0.0]))])
+        1
+        >>> with WebStore(folder, embedder=None) as r:   # read: no dim needed
+        ...     (r.collection, r.dim, r.count("r"))
+        ('llmweb__vectors-3', 3, 1)
     """
 
     def __init__(
@@ -226,7 +311,7 @@ class WebStore:
         collection: str | None = None,
         embedder: Embedder | None | str = "default",
         dim: int | None = None,
-        distance: str | models.Distance = "cosine",
+        distance: str | models.Distance | None = None,
         **client_kwargs: Any,
     ) -> None:
         given = sum(x is not None for x in (location, url, client))
@@ -243,24 +328,37 @@ class WebStore:
             if dim is not None and dim != self.embedder.dim:
                 raise ValueError(f"dim={dim} disagrees with the embedder's dim={self.embedder.dim}")
             dim = int(self.embedder.dim)
-        if dim is None or int(dim) < 1:
-            raise ValueError("pass an embedder, or dim= (a positive vector size) without one")
-        self.dim = int(dim)
-        self.distance = _distance(distance)
+        if dim is not None and (isinstance(dim, bool) or int(dim) < 1):
+            raise ValueError(
+                f"dim must be a positive vector size; got {dim!r}. Pass an embedder, dim=, or "
+                "neither (embedder=None) to read an existing collection")
+        read_dim = dim is None  # no embedder, no dim: take both from an existing collection
+        self.dim = 0 if dim is None else int(dim)
+        self.distance = _distance("cosine" if distance is None else distance)
         name = self.embedder.name if self.embedder is not None else f"vectors-{self.dim}"
-        self.collection = collection or f"llmweb__{_slug(name)}"
+        self.collection = collection or ("" if read_dim else f"llmweb__{_slug(name)}")
         self._owns_client = client is None
         self._lock = threading.RLock()
         self._closed = False
+        self._folder: Path | None = None
         if client is not None:
             self.client = client
+            self._where = "the given Qdrant client"
         elif url is not None:
             self.client = QdrantClient(url=url, api_key=api_key, **client_kwargs)
+            self._where = f"the Qdrant server {url!r}"
         else:
             loc = ":memory:" if location is None else os.fspath(location)
+            self._where = "this in-memory Qdrant" if loc == ":memory:" else f"folder {loc!r}"
             if loc == ":memory:":
                 self.client = QdrantClient(location=":memory:", **client_kwargs)
             else:
+                self._folder = Path(loc)
+                if read_dim and not self._folder.is_dir():
+                    raise ValueError(
+                        f"no Qdrant folder at {loc!r} to read. Pass an embedder or dim= to "
+                        "create a new store there")
+                _check_local_folder(self._folder)
                 Path(loc).mkdir(parents=True, exist_ok=True)
                 try:
                     self.client = QdrantClient(path=loc, **client_kwargs)
@@ -276,9 +374,48 @@ class WebStore:
         opts = getattr(self.client, "init_options", {}) or {}
         self.is_local = opts.get("location") == ":memory:" or opts.get("path") is not None
         self._page = _LOCAL_SCROLL_PAGE if self.is_local else _SCROLL_PAGE
-        self._ensure_collection(named=collection is not None)
+        try:
+            if read_dim:
+                self._adopt_collection(collection, keep_distance=distance is not None)
+            else:
+                self._ensure_collection(named=collection is not None)
+        except BaseException:
+            if self._owns_client:  # release a local folder's lock for the next attempt
+                self.client.close()
+            raise
 
     # ------------------------------------------------------------------ setup
+    def _adopt_collection(self, collection: str | None, *, keep_distance: bool) -> None:
+        """Open an existing collection, taking its vector size (and distance) from it."""
+        names = sorted(c.name for c in self.client.get_collections().collections)
+        if collection is None:
+            ours = [n for n in names if n.startswith("llmweb__")]
+            if len(ours) != 1:
+                lost = (_unlisted_collections(self._folder, names)
+                        if self._folder is not None else [])
+                hint = (f" The folder also holds data of collections its meta.json does not list: "
+                        f"{', '.join(map(repr, lost))}; pass collection=NAME and dim= (its "
+                        "vector size) to open one." if lost else "")
+                raise ValueError(
+                    f"{'no' if not ours else 'several'} llmweb collections in {self._where} "
+                    f"(collections: {', '.join(map(repr, names)) or 'none'}) and no embedder or "
+                    f"dim= to create one: pass collection=NAME to read one, or an embedder or "
+                    f"dim= to create a new one.{hint}")
+            collection = ours[0]
+        elif not self.client.collection_exists(collection):
+            raise ValueError(
+                f"collection {collection!r} does not exist in {self._where} "
+                f"(collections: {', '.join(map(repr, names)) or 'none'}); pass an embedder or "
+                "dim= to create it")
+        self.collection = collection
+        vectors = self._vector_params()
+        self.dim = int(vectors.size)
+        if not keep_distance:
+            self.distance = vectors.distance
+        self._validate_collection()
+        logger.info("llmweb: reading collection %r (%d-d vectors, %s distance)",
+                    self.collection, self.dim, self.distance.value)
+
     def _ensure_collection(self, *, named: bool = True) -> None:
         with self._lock:
             if self.client.collection_exists(self.collection):
@@ -310,7 +447,7 @@ class WebStore:
                     self.collection, "metadata.step", models.PayloadSchemaType.INTEGER
                 )
 
-    def _validate_collection(self) -> None:
+    def _vector_params(self) -> models.VectorParams:
         info = self.client.get_collection(self.collection)
         vectors = info.config.params.vectors
         if isinstance(vectors, dict):
@@ -323,6 +460,10 @@ class WebStore:
             vectors = vectors[""]
         if vectors is None:
             raise ValueError(f"collection {self.collection!r} has no dense vector configuration")
+        return vectors
+
+    def _validate_collection(self) -> None:
+        vectors = self._vector_params()
         size, dist = vectors.size, vectors.distance
         if size != self.dim or dist != self.distance:
             raise ValueError(
