@@ -267,13 +267,10 @@ def _label_keys(
     local = dict(seen) if seen is not None else {}
     keys = []
     for x in labels:
-        if type(x) is str:
-            k, t = x, str
-        else:
-            if isinstance(x, np.generic):
-                x = x.item()
-            t = type(x)
-            k = x if t is str else str(x)
+        if type(x) is not str and isinstance(x, np.generic):
+            x = x.item()
+        t: type = type(x)
+        k = str(x)
         prev = local.setdefault(k, t)
         if prev is not t:
             raise ValueError(

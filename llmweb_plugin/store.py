@@ -93,18 +93,23 @@ def _check_local_folder(folder: Path) -> None:
     meta_path = folder / _META_FILE
     if not meta_path.exists():
         return
+    problem: str | None = None
+    meta: Any = None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if not isinstance(meta, dict) or not isinstance(meta.get("collections"), dict):
-            raise ValueError('it has no "collections" mapping')
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        problem = str(exc)
+    if problem is None and (not isinstance(meta, dict)
+                            or not isinstance(meta.get("collections"), dict)):
+        problem = 'it has no "collections" mapping'
+    if problem is not None:
         raise ValueError(
             f"the local Qdrant folder {os.fspath(folder)!r} is damaged: {os.fspath(meta_path)!r} "
-            f"cannot be read as qdrant-client's list of collections ({exc}). Restore it from a "
-            f"backup; or delete it and open the store again with the embedder (or dim=) it was "
+            f"cannot be read as qdrant-client's list of collections ({problem}). Restore it from "
+            f"a backup; or delete it and open the store again with the embedder (or dim=) it was "
             f"written with, which reads back the records kept in "
             f"{os.fspath(folder / 'collection')!r}/<collection>/{_DATA_FILE}."
-        ) from exc
+        )
     for name in meta["collections"]:
         cdir = folder / "collection" / str(name)
         data = cdir / _DATA_FILE
