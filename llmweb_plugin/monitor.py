@@ -8,7 +8,18 @@ distance) costs ``O(d)`` per record.
 Failures of the embedder or the store are counted, logged and kept (``failed_items``,
 ``retry_failed()``), and reported by :meth:`CollapseMonitor.flush` and
 :meth:`CollapseMonitor.close`; nothing is dropped silently and nothing raises into the caller's
-thread except a misuse of :meth:`CollapseMonitor.record` itself (a non-string text, a bad kind).
+thread except a misuse of :meth:`CollapseMonitor.record` itself (a non-string text, a bad kind,
+a lone surrogate, a bad ``step`` or ``index``).
+
+One bad record fails only itself: a batch whose embedding or upsert fails is split in halves until
+the failing records are alone, and a non-finite row from the embedder fails its record alone. When
+nothing in a batch succeeds after a few splits (the embedder or the store is down), the rest of the
+batch fails as a whole instead of being tried record by record. Any exception from the embedder or
+the store, ``BaseException`` included, fails its records and the workers keep going, so
+:meth:`CollapseMonitor.flush` and :meth:`CollapseMonitor.close` always return.
+
+A step whose metric records come from a single agent has no ``||D||`` (NaN): the first such step
+of a run is logged as a warning (once per run), since it usually means attribution collapsed.
 
 Example:
     >>> import llmweb_plugin as lw
@@ -16,7 +27,7 @@ Example:
     >>> with lw.CollapseMonitor(store, run_id="demo") as mon:
     ...     for step in (1, 2):
     ...         for agent in ("a", "b"):
-    ...             mon.record(f"{agent} says something about step {step}", agent=agent, step=step)
+    ...             _ = mon.record(f"{agent} says something about step {step}", agent=agent, step=step)
     ...     hist = mon.history()
     >>> [h.n_agents for h in hist]
     [2, 2]
@@ -48,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 _STOP = object()
 _MAX_ERRORS = 20
+_MAX_NAMED_FAILURES = 5  # failed records named in one flush message
 
 
 def new_run_id(prefix: str = "run") -> str:
@@ -107,6 +119,94 @@ class _Item:
     index: int
     metadata: Mapping[str, Any]
     created_at: str
+    error: str = ""  # why it failed, once it has
+
+    def describe(self) -> str:
+        where = f"agent {self.agent!r}, step {self.step}, {self.kind} #{self.index}"
+        return f"{where}: {self.error}" if self.error else where
+
+
+def _check_str(name: str, value: object) -> str:
+    """``value`` if it is a ``str`` that UTF-8 can encode; else a ``TypeError``/``ValueError``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be str; got {type(value).__name__}")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            i = exc.start
+            raise ValueError(
+                f"{name} holds a lone surrogate {value[i]!r} at position {i} "
+                f"(near {value[max(0, i - 20):i + 20]!r}); it cannot be encoded as UTF-8, so it "
+                f"can be neither embedded nor stored. Clean the {name} first, e.g. "
+                f"{name}.encode('utf-8', 'replace').decode('utf-8')."
+            ) from None
+    return value
+
+
+def _check_step(step: object) -> int | None:
+    """``step`` as an ``int`` (``None`` stays ``None``); a ``ValueError`` naming ``step`` if bad."""
+    if step is None:
+        return None
+    integral = isinstance(step, (int, np.integer)) and not isinstance(step, bool)
+    whole_float = (isinstance(step, (float, np.floating)) and math.isfinite(step)
+                   and float(step).is_integer())
+    value = int(step) if integral or whole_float else None  # type: ignore[call-overload]
+    if value is None or value < 0:
+        raise ValueError(f"step must be a non-negative integer or None; got {step!r}")
+    return value
+
+
+def _check_index(index: object) -> int | None:
+    if index is None:
+        return None
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+        raise ValueError(
+            f"index must be a non-negative int or None (a per-key counter); got {index!r}. "
+            "Records with the same (agent, step, kind, index) overwrite each other."
+        )
+    return int(index)
+
+
+def _bisect(items: list[Any], attempt: Callable[[list[Any]], Any], *,
+            budget: int) -> tuple[list[tuple[list[Any], Any]], list[tuple[list[Any], BaseException]]]:
+    """Call ``attempt`` on ``items``; on failure, split in halves until the failures are alone.
+
+    Returns ``(done, failed)``: the sub-lists that succeeded with ``attempt``'s result, in order,
+    and the failing sub-lists with their exception. Singletons that fail are the bad items. If
+    ``budget`` calls fail before any succeeds, the callee is failing as a whole (a service down):
+    what is left fails as one group instead of being tried item by item.
+    """
+    done: list[tuple[list[Any], Any]] = []
+    failed: list[tuple[list[Any], BaseException]] = []
+    stack = [items]
+    n_failed_calls = 0
+    any_ok = False
+    while stack:
+        sub = stack.pop()
+        try:
+            result = attempt(sub)
+        except BaseException as exc:  # noqa: BLE001 - a SystemExit in an embedder fails records
+            n_failed_calls += 1
+            if not any_ok and n_failed_calls >= budget:
+                rest = sub + [it for s in reversed(stack) for it in s]
+                stack.clear()
+                failed.append((rest, exc))
+            elif len(sub) == 1:
+                failed.append((sub, exc))
+            else:
+                mid = len(sub) // 2
+                stack.append(sub[mid:])
+                stack.append(sub[:mid])
+            continue
+        any_ok = True
+        done.append((sub, result))
+    return done, failed
+
+
+def _budget(n: int) -> int:
+    """Failed calls allowed before anything succeeds: enough to isolate a few bad records."""
+    return 2 * max(n, 1).bit_length() + 2
 
 
 class CollapseMonitor:
@@ -165,6 +265,8 @@ class CollapseMonitor:
             raise ValueError(f"alarm_fraction must be in (0, 1) or None; got {alarm_fraction}")
         if baseline_steps < 1:
             raise ValueError(f"baseline_steps must be >= 1; got {baseline_steps}")
+        if run_id is not None:
+            _check_str("run_id", run_id)
         self.store = store
         self.run_id = run_id or new_run_id()
         self.embedder = embedder
@@ -188,7 +290,7 @@ class CollapseMonitor:
         self._skip_logged: set[tuple[str, str | None]] = set()
         self._failed = 0
         self._errors: list[str] = []
-        self._unreported_failures = 0
+        self._unreported: list[_Item] = []
         self._handler_errors = 0
         self._auto_step: dict[str, int] = defaultdict(int)
         self._next_index: dict[tuple[str, int, str], int] = defaultdict(int)
@@ -197,6 +299,8 @@ class CollapseMonitor:
         self._extras: dict[int, dict[str, Any]] = defaultdict(dict)
         self._usage: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         self._alarmed: set[int] = set()
+        self._step_agents: dict[int, set[str]] = defaultdict(set)  # metric records' agents
+        self._warned_single_agent = False
         self._max_step = -math.inf
         self.alarms: list[AlarmEvent] = []
         self.events: list[dict[str, Any]] = []
@@ -247,17 +351,17 @@ class CollapseMonitor:
 
         Raises:
             TypeError: ``text`` or ``agent`` is not a ``str``.
-            ValueError: bad ``kind``, a negative ``step``, or reserved metadata keys.
+            ValueError: ``text`` or ``agent`` holds a lone surrogate (not UTF-8 encodable), a bad
+                ``kind``, a ``step`` that is not a finite non-negative integer, an ``index``
+                that is not a non-negative ``int``, or reserved metadata keys. Nothing is counted.
             RuntimeError: the monitor is closed.
         """
-        if not isinstance(text, str):
-            raise TypeError(f"text must be str; got {type(text).__name__}")
-        if not isinstance(agent, str):
-            raise TypeError(f"agent must be str; got {type(agent).__name__}")
+        _check_str("text", text)
+        _check_str("agent", agent)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-        if step is not None and (isinstance(step, bool) or int(step) != step or step < 0):
-            raise ValueError(f"step must be a non-negative integer or None; got {step!r}")
+        step = _check_step(step)
+        index = _check_index(index)
         meta = dict(metadata or {})
         bad = RESERVED_METADATA.intersection(meta)
         if bad:
@@ -272,14 +376,13 @@ class CollapseMonitor:
             if step is None:
                 step = self._auto_step[agent]
                 self._auto_step[agent] += 1
-            step = int(step)
             key = (agent, step, kind)
             if index is None:
                 index = self._next_index[key]
                 self._next_index[key] += 1
             else:
-                self._next_index[key] = max(self._next_index[key], int(index) + 1)
-            item = _Item(text, agent, step, kind, int(index), meta,
+                self._next_index[key] = max(self._next_index[key], index + 1)
+            item = _Item(text, agent, step, kind, index, meta,
                          _dt.datetime.now(_dt.timezone.utc).isoformat())
             self._ensure_worker()
             self._queue.put(item)
@@ -291,6 +394,8 @@ class CollapseMonitor:
         kind: str = "response", metadata: Mapping[str, Any] | None = None,
     ) -> list[str | None]:
         """``record`` each text with the same agent, step and kind (indexes 0, 1, ...)."""
+        _check_str("agent", agent)
+        step = _check_step(step)
         if step is None:
             with self._lock:
                 step = self._auto_step[agent]
@@ -356,16 +461,16 @@ class CollapseMonitor:
                     stop = True
                     break
                 batch.append(nxt)
-            vecs = None
             try:
-                vecs = self._embed(batch)
-            except Exception as exc:  # never let the worker die
-                self._fail(batch, "embed", exc)
-            if vecs is None:
-                for _ in batch:
+                good, vecs, bad = self._embed(batch)
+            except BaseException as exc:  # noqa: BLE001 - never let the worker die
+                good, vecs, bad = [], None, [(batch, exc)]
+            for items, err in bad:
+                self._fail(items, "embed", err)
+                for _ in items:
                     self._queue.task_done()
-            else:
-                self._store_q.put((batch, vecs))
+            if good:
+                self._store_q.put((good, vecs))
             if stop:
                 self._store_q.put(_STOP)
                 self._queue.task_done()
@@ -377,60 +482,121 @@ class CollapseMonitor:
             if job is _STOP:
                 return
             batch, vecs = job
+            advanced = False
             try:
-                self._store(batch, vecs)
-            except Exception as exc:  # never let the worker die
+                advanced = self._store(batch, vecs)
+            except BaseException as exc:  # noqa: BLE001 - never let the worker die
                 self._fail(batch, "store", exc)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            if advanced:  # a step was completed by a later one
+                try:
+                    with self._lock:
+                        self._check_single_agent(final=False)
+                        self._check_alarms(final=False)
+                except BaseException as exc:  # noqa: BLE001 - e.g. SystemExit from on_alarm
+                    self.count_handler_error("alarm check", exc)
+            for _ in batch:
+                self._queue.task_done()
 
     def _note_error(self, msg: str) -> None:
         self._errors.append(msg)
         del self._errors[:-_MAX_ERRORS]
 
     def _fail(self, batch: list[_Item], where: str, exc: BaseException) -> None:
+        msg = f"{where}: {type(exc).__name__}: {exc}"
+        failed = [replace(it, error=msg) for it in batch]
         with self._lock:
-            self._failed += len(batch)
-            self._unreported_failures += len(batch)
-            self.failed_items.extend(batch)
-            self._note_error(f"{where}: {type(exc).__name__}: {exc}")
-        logger.error("llmweb: %s failed for %d record(s) of run %s: %r", where, len(batch),
-                     self.run_id, exc)
+            self._failed += len(failed)
+            self._unreported.extend(failed)
+            self.failed_items.extend(failed)
+            self._note_error(msg if len(failed) > 1 else f"{failed[0].describe()}")
+        logger.error("llmweb: %s failed for %d record(s) of run %s (%s): %r", where, len(batch),
+                     self.run_id, failed[0].describe() if len(failed) == 1 else "the batch", exc)
 
-    def _embed(self, batch: list[_Item]) -> np.ndarray:
+    def _embed_call(self, batch: list[_Item]) -> np.ndarray:
         vecs = np.asarray(self.embedder.embed([it.text for it in batch]), dtype=np.float32)
         if vecs.shape != (len(batch), self.store.dim):
             raise ValueError(
                 f"embedder returned shape {vecs.shape}; expected ({len(batch)}, {self.store.dim})"
             )
-        if not np.all(np.isfinite(vecs)):
-            raise ValueError("embedder returned non-finite values")
-        with self._lock:
-            self._embedded += len(batch)
         return vecs
 
-    def _store(self, batch: list[_Item], vecs: np.ndarray) -> None:
+    def _embed(self, batch: list[_Item]) -> tuple[list[_Item], np.ndarray | None,
+                                                    list[tuple[list[_Item], BaseException]]]:
+        """Embed ``batch``; returns the embedded items, their vectors, and the failed groups."""
+        done, bad = _bisect(batch, self._embed_call, budget=_budget(len(batch)))
+        good: list[_Item] = []
+        blocks: list[np.ndarray] = []
+        for items, vecs in done:
+            finite = np.isfinite(vecs).all(axis=1)
+            if not finite.all():  # a non-finite row fails its record alone
+                bad.extend(([it], ValueError("the embedder returned a non-finite (NaN/inf) "
+                                             "vector for this text"))
+                           for it, ok in zip(items, finite) if not ok)
+                items = [it for it, ok in zip(items, finite) if ok]
+                vecs = vecs[finite]
+            good.extend(items)
+            blocks.append(vecs)
+        with self._lock:
+            self._embedded += len(good)
+        if not good:
+            return [], None, bad
+        return good, (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), bad
+
+    def _store(self, batch: list[_Item], vecs: np.ndarray) -> bool:
+        """Upsert ``batch``; failing records fail alone. True if a newer step was reached."""
         recs = [
             Record(text=it.text, run_id=self.run_id, agent=it.agent, step=it.step, kind=it.kind,
                    index=it.index, metadata=it.metadata, created_at=it.created_at, vector=v)
             for it, v in zip(batch, vecs)
         ]
-        self.store.upsert(recs)
+        positions = list(range(len(batch)))
+        done, bad = _bisect(positions, lambda pos: self.store.upsert([recs[i] for i in pos]),
+                            budget=_budget(len(batch)))
         with self._lock:
-            self._stored += len(batch)
             prev_max = self._max_step
-            for it, v in zip(batch, vecs):
-                self._kind_counts[it.step][it.kind] += 1
-                if it.kind in self.metric_kinds:
-                    acc = self._acc.get(it.step)
-                    if acc is None:
-                        acc = self._acc[it.step] = StepAccumulator(it.step)
-                    acc.add(v[None, :], [it.agent])
-                    if it.step > self._max_step:
-                        self._max_step = it.step
-            if self._max_step > prev_max:  # a step was completed by a later one
-                self._check_alarms(final=False)
+            for pos, _ in done:
+                self._stored += len(pos)
+                for i in pos:
+                    it, v = batch[i], vecs[i]
+                    self._kind_counts[it.step][it.kind] += 1
+                    if it.kind in self.metric_kinds:
+                        acc = self._acc.get(it.step)
+                        if acc is None:
+                            acc = self._acc[it.step] = StepAccumulator(it.step)
+                        acc.add(v[None, :], [it.agent])
+                        self._step_agents[it.step].add(it.agent)
+                        self._max_step = max(self._max_step, it.step)
+            advanced = self._max_step > prev_max
+        for pos, exc in bad:
+            self._fail([batch[i] for i in pos], "store", exc)
+        return advanced
+
+    # ------------------------------------------------------------------ attribution
+    def _check_single_agent(self, *, final: bool) -> None:
+        """Warn once per run about the first complete step whose metric records have one agent."""
+        if self._warned_single_agent:
+            return
+        for s in sorted(self._step_agents):
+            if not (final or s < self._max_step):
+                break
+            agents = self._step_agents[s]
+            if len(agents) != 1:
+                continue
+            self._warned_single_agent = True
+            (only,) = agents
+            others = sorted(set().union(*self._step_agents.values()) - agents)
+            drift = (f" The run's other agents ({', '.join(map(repr, others[:5]))}) wrote at "
+                     "other steps: give one iteration's outputs the same step (metadata "
+                     "llmweb_step=...)." if others else "")
+            logger.warning(
+                "llmweb: step %d of run %r has records from one agent only (%r), so ||D|| is "
+                "undefined (NaN). If several agents answered, they were not told apart: set "
+                "metadata llmweb_agent=<name> in each agent's run config, or check attribution "
+                "(see README: Attribution).%s This is warned once per run.",
+                s, self.run_id, only, drift)
+            self.events.append({"kind": "single_agent_step", "run_id": self.run_id, "step": s,
+                                "agent": only})
+            return
 
     # ------------------------------------------------------------------ alarms
     def _check_alarms(self, *, final: bool) -> None:
@@ -490,8 +656,10 @@ class CollapseMonitor:
               step_complete: bool = True) -> MonitorStats:
         """Wait until everything queued is embedded and stored (or failed).
 
-        Failures since the last flush are logged as an error; with ``strict=True`` they raise
-        :class:`MonitorError`. Returns the stats.
+        Failures since the last flush are logged as an error naming each failed record (agent,
+        step, kind, index and the error, the first five); with ``strict=True`` they raise
+        :class:`MonitorError`. A bad record fails alone, so the records around it are stored
+        either way. Returns the stats.
 
         Args:
             timeout: seconds to wait at most; ``None`` waits for as long as it takes.
@@ -508,26 +676,32 @@ class CollapseMonitor:
                 while self._queue.unfinished_tasks and time.monotonic() < end:
                     time.sleep(0.005)
         with self._lock:
+            self._check_single_agent(final=step_complete)
             self._check_alarms(final=step_complete)
-            unreported, self._unreported_failures = self._unreported_failures, 0
+            unreported, self._unreported = self._unreported, []
         stats = self.stats
         if unreported:
-            msg = (f"llmweb: {unreported} record(s) of run {self.run_id} failed to embed or store "
-                   f"(kept in monitor.failed_items; call retry_failed()). Last error: "
-                   f"{stats.errors[-1] if stats.errors else '?'}")
+            named = "; ".join(it.describe() for it in unreported[:_MAX_NAMED_FAILURES])
+            more = len(unreported) - _MAX_NAMED_FAILURES
+            msg = (f"llmweb: {len(unreported)} record(s) of run {self.run_id} failed to embed or "
+                   f"store and are kept in monitor.failed_items (call retry_failed()); records "
+                   f"that did not fail were stored. Failed: {named}"
+                   f"{f'; and {more} more' if more > 0 else ''}")
             logger.error(msg)
             if strict:
                 raise MonitorError(msg)
         return stats
 
     def retry_failed(self) -> int:
-        """Queue the failed records again; returns how many were re-queued."""
+        """Queue the failed records again (only those); returns how many were re-queued."""
         with self._lock:
             items, self.failed_items = self.failed_items, []
             self._failed -= len(items)
+            failed_ids = {id(it) for it in items}
+            self._unreported = [it for it in self._unreported if id(it) not in failed_ids]
             for it in items:
                 self._ensure_worker()
-                self._queue.put(it)
+                self._queue.put(replace(it, error=""))
         return len(items)
 
     def history(self, *, flush: bool = True) -> list[StepMetrics]:
