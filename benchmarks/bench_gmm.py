@@ -11,7 +11,7 @@ The numba section (needs ``pip install 'llmweb-plugin[fast]'``) runs the compile
 n=1000 agents for the full T=200 steps (target: under 60 s) and compares its update rate with
 the numpy engine's n=1000 run of section 3.
 
-Baseline: ``llmweb_plugin.gmm._reference_run``, the paper's pseudo-code as written (loop over
+Baseline: ``llmweb_plugin.proxies.gmm._reference_run``, the paper's pseudo-code as written (loop over
 replicates, agents and points; log-sum-exp ownership recomputed from the stored points at every
 use). It consumes the random generator exactly like the vectorised simulator, so both must give
 the same numbers (checked to 1e-12; the script exits 1 otherwise).
@@ -34,8 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 
-from llmweb_plugin.gmm import _reference_run, gmm_preset, weight_decay_check
-from llmweb_plugin.silo import SiloGMM
+from llmweb_plugin.proxies import SiloGMM, gmm_preset, weight_decay_check
+from llmweb_plugin.proxies.gmm import _reference_run
 
 
 def _timed(fn, repeat: int = 1):

@@ -34,8 +34,8 @@ from llmweb_plugin.experiment import (
     default_gmm_arms,
     run_gmm_experiment,
 )
-from llmweb_plugin.gmm import InteractingGMMWeb
 from llmweb_plugin.mitigations import ExternalInjection, HumanSampling, JsonlSink, PromptVariation
+from llmweb_plugin.proxies import InteractingGMMWeb
 
 
 def gmm_part(out: Path) -> None:

@@ -12,7 +12,6 @@ they are used.
 from __future__ import annotations
 
 from .embeddings import Embedder, SentenceTransformerEmbedder, default_embedder
-from .gmm import GMM_PRESETS, GMMInjection, GMMWebResult, InteractingGMMWeb, gmm_preset
 from .metrics import (
     Spread,
     StepMetrics,
@@ -26,8 +25,16 @@ from .metrics import (
     vendi_score,
 )
 from .monitor import AlarmEvent, CollapseMonitor, MonitorError, MonitorStats, new_run_id
+from .proxies import (
+    GMM_PRESETS,
+    GMMInjection,
+    GMMWebResult,
+    InteractingGMMWeb,
+    SiloGMM,
+    SiloResult,
+    gmm_preset,
+)
 from .report import DiversityReport
-from .silo import SiloGMM, SiloResult
 from .store import KINDS, WEB_KINDS, Record, StoreLockedError, WebStore
 
 __version__ = "0.1.0"

@@ -34,8 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from llmweb_plugin.gmm import GMM_PRESETS, GMMInjection, GMMWebResult, InteractingGMMWeb, gmm_preset
-from llmweb_plugin.silo import SiloGMM, SiloResult
+from llmweb_plugin.proxies import (
+    GMM_PRESETS,
+    GMMInjection,
+    GMMWebResult,
+    InteractingGMMWeb,
+    SiloGMM,
+    SiloResult,
+    gmm_preset,
+)
 
 __all__ = ["add_parser", "run_gmm", "run_silo"]
 

@@ -3,7 +3,7 @@
 Two proxies, one result type (:class:`ExperimentResult`):
 
 - :func:`run_gmm_experiment` runs the interacting Gaussian-mixture proxy
-  (:class:`~llmweb_plugin.gmm.InteractingGMMWeb`) once per seed and arm. Each seed's run draws from
+  (:class:`~llmweb_plugin.proxies.InteractingGMMWeb`) once per seed and arm. Each seed's run draws from
   its own generator with the simulator's documented draw protocol, so all arms of a seed start
   from the same weights and the same ``A(0)``, an arm with every rate at zero reproduces
   ``InteractingGMMWeb(n_replicates=1).run(rng=seed)`` to rounding, and an injection-only arm
@@ -34,7 +34,7 @@ weights (``||D||`` measures disagreement between agents, not how diverse the con
 the web, the mean cosine distance of the step's responses.
 
 Example:
-    >>> from llmweb_plugin.gmm import InteractingGMMWeb
+    >>> from llmweb_plugin.proxies import InteractingGMMWeb
     >>> web = InteractingGMMWeb(n_agents=3, n_steps=6)
     >>> res = run_gmm_experiment({"none": GMMArm(), "inject": GMMArm(injection=9)}, web=web,
     ...                          seeds=range(3), window=2)
@@ -62,8 +62,8 @@ from numpy.typing import ArrayLike
 from .metrics import collapse_norm
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .gmm import InteractingGMMWeb
     from .hooks import WebHook
+    from .proxies import InteractingGMMWeb
     from .store import WebStore
 
 __all__ = [
@@ -524,7 +524,7 @@ def simulate_gmm_arm(web: InteractingGMMWeb, arm: GMMArm, seeds: Sequence[int]) 
     Raises:
         ValueError: bad settings or rates.
     """
-    from .gmm import (
+    from .proxies.gmm import (
         _draw_gmm_points,
         _floor_k,
         _initial_state,
@@ -639,7 +639,7 @@ def run_gmm_experiment(
     Returns:
         An :class:`ExperimentResult` (``steps = 0..T``; secondary metric ``entropy``).
     """
-    from .gmm import InteractingGMMWeb
+    from .proxies import InteractingGMMWeb
 
     order, base = _check_arms(arms, baseline)
     web = InteractingGMMWeb() if web is None else web

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from llmweb_plugin import cli_gmm
-from llmweb_plugin.gmm import GMMInjection, InteractingGMMWeb, gmm_preset
+from llmweb_plugin.proxies import GMMInjection, InteractingGMMWeb, gmm_preset
 
 
 def _run(argv: list[str]) -> int:

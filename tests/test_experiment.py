@@ -20,8 +20,8 @@ from llmweb_plugin.experiment import (
     run_web_experiment,
     simulate_gmm_arm,
 )
-from llmweb_plugin.gmm import GMMInjection, InteractingGMMWeb
 from llmweb_plugin.mitigations import ExternalInjection
+from llmweb_plugin.proxies import GMMInjection, InteractingGMMWeb
 
 FIG4 = InteractingGMMWeb()  # n=3, B=2 at +-5, beta 0.5, L=3
 FIG6 = dataclasses.replace(FIG4, means=tuple((float(x),) for x in range(-5, 6)))

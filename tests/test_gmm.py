@@ -1,4 +1,4 @@
-"""Tests for llmweb_plugin.gmm: paper shapes, invariants, reference loop, validation."""
+"""Tests for llmweb_plugin.proxies.gmm: paper shapes, invariants, reference loop, validation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from llmweb_plugin.gmm import (
+from llmweb_plugin.proxies.gmm import (
     GMM_PRESETS,
     GMMInjection,
     InteractingGMMWeb,
@@ -16,7 +16,7 @@ from llmweb_plugin.gmm import (
     gmm_preset,
     weight_decay_check,
 )
-from llmweb_plugin.silo import SiloGMM
+from llmweb_plugin.proxies.silo import SiloGMM
 
 FIG4 = {"n_agents": 3, "means": [[-5.0], [5.0]], "cov": [[1.0]], "dirichlet_alpha": 1.0, "beta": 0.5,
             "samples_per_step": 3}
@@ -161,7 +161,7 @@ def test_vectorised_matches_naive_per_agent_per_point_loop(params):
 
 
 def test_agent_blocking_does_not_change_numbers(monkeypatch):
-    from llmweb_plugin import gmm
+    from llmweb_plugin.proxies import gmm
 
     sim = InteractingGMMWeb(n_agents=5, n_steps=10, n_replicates=2)
     whole = sim.run(rng=3)

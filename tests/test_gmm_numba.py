@@ -1,4 +1,4 @@
-"""Tests for the compiled engine of InteractingGMMWeb (llmweb_plugin._gmm_numba)."""
+"""Tests for the compiled engine of InteractingGMMWeb (llmweb_plugin.proxies._numba_engine)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
-from llmweb_plugin import _gmm_numba as nb
-from llmweb_plugin.gmm import GMMInjection, InteractingGMMWeb, gmm_preset
+from llmweb_plugin.proxies import _numba_engine as nb
+from llmweb_plugin.proxies.gmm import GMMInjection, InteractingGMMWeb, gmm_preset
 
 W2 = [[0.02, 0.98], [0.5, 0.5], [0.05, 0.95], [0.9, 0.1], [0.01, 0.99], [0.3, 0.7]]
 W3 = [[0.02, 0.02, 0.96], [0.3, 0.3, 0.4], [0.01, 0.5, 0.49], [0.6, 0.2, 0.2],
@@ -78,7 +78,7 @@ def test_engine_argument():
 def test_missing_numba_raises_import_error(monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "llmweb_plugin._gmm_numba", None)
+    monkeypatch.setitem(sys.modules, "llmweb_plugin.proxies._numba_engine", None)
     with pytest.raises(ImportError, match=r"llmweb-plugin\[fast\]"):
         InteractingGMMWeb(n_steps=2).run(rng=0, engine="numba")
     big = gmm_preset("lwd-fig4-n1000", n_steps=5, record_weights=False)
@@ -180,7 +180,7 @@ def test_fig4_statistics_agree_with_numpy_engine():
 
 def test_auto_picks_numba_for_large_runs():
     sim = gmm_preset("lwd-fig4-n1000", n_steps=3)
-    from llmweb_plugin.gmm import _AUTO_NUMBA_UPDATES, _n_updates
+    from llmweb_plugin.proxies.gmm import _AUTO_NUMBA_UPDATES, _n_updates
 
     small = dataclasses.replace(sim, n_agents=3)
     assert _n_updates(small._validate()) < _AUTO_NUMBA_UPDATES

@@ -1,4 +1,4 @@
-"""Tests for llmweb_plugin.silo: the companion model's silos, read-outs and validation."""
+"""Tests for llmweb_plugin.proxies.silo: the companion model's silos, read-outs and validation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from llmweb_plugin.silo import SiloGMM, _count_distinct, _em_step, _replace_farthest
+from llmweb_plugin.proxies.silo import SiloGMM, _count_distinct, _em_step, _replace_farthest
 
 
 def test_silos_at_t_fall_as_k_grows_with_p0():

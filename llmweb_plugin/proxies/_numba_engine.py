@@ -1,4 +1,4 @@
-"""Compiled (numba) engine for :class:`~llmweb_plugin.gmm.InteractingGMMWeb`.
+"""Compiled (numba) engine for :class:`~llmweb_plugin.proxies.InteractingGMMWeb`.
 
 Same model as the numpy engine (paper Algorithms 2-3), different random numbers: the point draws
 run inside a parallel numba kernel with their own counter-based generator, so a seed gives the
@@ -44,7 +44,8 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from llmweb_plugin.gmm import (
+from llmweb_plugin.metrics import collapse_norm
+from llmweb_plugin.proxies.gmm import (
     GMMWebResult,
     _append_new_points,
     _bookkeeping,
@@ -53,7 +54,6 @@ from llmweb_plugin.gmm import (
     _normalised_densities,
     _Prepared,
 )
-from llmweb_plugin.metrics import collapse_norm
 
 __all__ = ["LANES", "SLOTS", "TASKS", "debug_draw_orders", "simulate_numba"]
 

@@ -30,8 +30,8 @@ Implementation notes:
 * Cost: ``n * sum_t k_t`` point updates and ``n * sum_t |A(t)|`` random draws, i.e. quadratic in
   ``T``. The paper's Fig. 4 (5 replicates) takes about half a second; ``n = 1000`` agents for
   ``T = 200`` steps (3e10 updates and draws) takes many minutes: see ``benchmarks/bench_gmm.py``.
-  ``run(engine="numba")`` (extra ``[fast]``, :mod:`llmweb_plugin._gmm_numba`) runs the same model
-  in a compiled kernel, parallel over agents (about 8x the update rate on 2 cores), with its own
+  ``run(engine="numba")`` (extra ``[fast]``, :mod:`llmweb_plugin.proxies._numba_engine`) runs the
+  same model in a compiled kernel, parallel over agents (about 8x the update rate on 2 cores), with its own
   random draws; ``engine="auto"`` (the default) uses it only for large runs, so small runs keep
   these numbers.
 * Random draws follow one documented protocol so that a plain per-agent, per-point loop
@@ -67,7 +67,7 @@ from numpy.typing import ArrayLike
 from llmweb_plugin.metrics import collapse_norm
 
 if TYPE_CHECKING:  # pragma: no cover
-    from llmweb_plugin.silo import SiloGMM
+    from llmweb_plugin.proxies.silo import SiloGMM
 
 __all__ = [
     "GMM_PRESETS",
@@ -534,8 +534,8 @@ class InteractingGMMWeb:
         Args:
             rng: a ``numpy.random.Generator``, a seed, or ``None`` (fresh entropy).
             engine: ``"numpy"`` (vectorised numpy, the documented draw protocol above),
-                ``"numba"`` (compiled parallel kernel, :mod:`llmweb_plugin._gmm_numba`: same
-                model, its own random draws, needs ``pip install 'llmweb-plugin[fast]'``), or
+                ``"numba"`` (compiled parallel kernel,
+                :mod:`llmweb_plugin.proxies._numba_engine`: same model, its own random draws, needs ``pip install 'llmweb-plugin[fast]'``), or
                 ``"auto"``: numba when it is installed and the run is large (more than
                 ``_AUTO_NUMBA_UPDATES`` agent-point updates), numpy otherwise (so small runs keep
                 the numpy engine's numbers).
@@ -556,7 +556,7 @@ class InteractingGMMWeb:
             engine = "numba" if _n_updates(prep) > _AUTO_NUMBA_UPDATES else "numpy"
         if engine == "numba":
             try:
-                from llmweb_plugin._gmm_numba import simulate_numba
+                from llmweb_plugin.proxies._numba_engine import simulate_numba
             except ImportError as exc:
                 if auto:
                     logger.debug("numba unavailable (%s): numpy engine", exc)
@@ -874,7 +874,7 @@ _FIG6_MEANS = tuple((float(x),) for x in range(-5, 6))
 
 
 def _build_presets() -> dict[str, Any]:
-    from llmweb_plugin.silo import SiloGMM
+    from llmweb_plugin.proxies.silo import SiloGMM
 
     fig4 = InteractingGMMWeb(
         n_agents=3, means=((-5.0,), (5.0,)), cov=((1.0,),), dirichlet_alpha=1.0, beta=0.5,
@@ -929,7 +929,7 @@ class _LazyPresets(Mapping[str, Any]):
 
 
 #: Named configurations: ``lwd-*`` are :class:`InteractingGMMWeb`, ``companion-*`` are
-#: :class:`~llmweb_plugin.silo.SiloGMM`.
+#: :class:`~llmweb_plugin.proxies.SiloGMM`.
 GMM_PRESETS: Mapping[str, Any] = _LazyPresets()
 
 
