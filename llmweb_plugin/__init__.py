@@ -12,6 +12,14 @@ they are used.
 from __future__ import annotations
 
 from .embeddings import Embedder, SentenceTransformerEmbedder, default_embedder
+from .evidence import (
+    NearDuplicates,
+    SharedNgram,
+    TextEvidence,
+    near_duplicate_share,
+    shared_ngrams,
+    text_evidence,
+)
 from .metrics import (
     Spread,
     StepMetrics,
@@ -36,6 +44,16 @@ from .proxies import (
 )
 from .report import DiversityReport
 from .store import KINDS, WEB_KINDS, Record, StoreLockedError, WebStore
+from .trend import (
+    CollapseTrend,
+    CollapseVerdict,
+    PooledTrend,
+    collapse_trend,
+    collapse_trends,
+    collapse_verdict,
+    pooled_trend,
+    window_means,
+)
 
 __version__ = "0.1.0"
 
@@ -45,6 +63,8 @@ __all__ = [
     "WEB_KINDS",
     "AlarmEvent",
     "CollapseMonitor",
+    "CollapseTrend",
+    "CollapseVerdict",
     "DiversityReport",
     "Embedder",
     "GMMInjection",
@@ -52,24 +72,36 @@ __all__ = [
     "InteractingGMMWeb",
     "MonitorError",
     "MonitorStats",
+    "NearDuplicates",
+    "PooledTrend",
     "Record",
     "SentenceTransformerEmbedder",
+    "SharedNgram",
     "SiloGMM",
     "SiloResult",
     "Spread",
     "StepMetrics",
     "StoreLockedError",
+    "TextEvidence",
     "WebStore",
     "__version__",
     "collapse_norm",
+    "collapse_trend",
+    "collapse_trends",
+    "collapse_verdict",
     "default_embedder",
     "distance_matrix",
     "distinct_n",
     "gmm_preset",
     "mean_cosine_distance",
+    "near_duplicate_share",
     "new_run_id",
     "normalized_collapse_norm",
+    "pooled_trend",
+    "shared_ngrams",
     "spread",
     "step_metrics",
+    "text_evidence",
     "vendi_score",
+    "window_means",
 ]

@@ -382,3 +382,10 @@ def test_verdict_from_step_records_and_rows():
         collapse_verdict(5)
     with pytest.raises(TypeError, match=r"history\[0\] must be a StepMetrics"):
         collapse_verdict([1.0, 2.0])
+
+
+def test_public_names_resolve_from_the_package():
+    for name in ("collapse_trend", "collapse_trends", "pooled_trend", "collapse_verdict",
+                 "window_means", "CollapseTrend", "PooledTrend", "CollapseVerdict"):
+        assert name in lw.__all__ and getattr(lw, name) is getattr(lw.trend, name), name
+    assert lw.collapse_trend(np.linspace(1.0, 0.5, 8)).verdict == "collapsing"
