@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,7 +24,8 @@ from .store import KINDS, WEB_KINDS, Record, WebStore
 if TYPE_CHECKING:  # pragma: no cover
     from .monitor import CollapseMonitor
 
-__all__ = ["SERIES", "RunReport", "build_run", "jsonable"]
+__all__ = ["RATIO_RULE", "SERIES", "FirstLastRatio", "RunReport", "build_run", "first_last_ratio",
+           "jsonable"]
 
 #: per-step series compared across runs (bands) and plotted
 SERIES: tuple[str, ...] = (
@@ -50,6 +51,67 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return [jsonable(v) for v in value.tolist()]
     return str(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FirstLastRatio:
+    """How much ``||D(t)||_F`` changed over a run: the mean of the last steps over the first.
+
+    Attributes:
+        n_steps: steps with a finite norm (the others are left out).
+        window: ``w``, the number of steps averaged at each end.
+        first_mean: mean norm of the first ``w`` of those steps (``None`` if there are none).
+        last_mean: mean norm of the last ``w`` of those steps.
+        ratio: ``last_mean / first_mean``; ``None`` with fewer than two steps or a zero start.
+    """
+
+    n_steps: int
+    window: int
+    first_mean: float | None
+    last_mean: float | None
+    ratio: float | None
+
+    def describe(self) -> str:
+        """One line for a terminal or a Markdown file (no table pipes)."""
+        if self.first_mean is None or self.last_mean is None:
+            return "no step has a finite collapse norm"
+        line = (f"mean norm, first {self.window} step(s): {self.first_mean:.4f}; "
+                f"last {self.window}: {self.last_mean:.4f}")
+        if self.ratio is not None:
+            line += f"; last / first = {self.ratio:.4g}"
+        return line
+
+
+#: the window rule of :func:`first_last_ratio`, in words (printed beside the ratio)
+RATIO_RULE = ("mean of the last w steps over the mean of the first w, w = max(1, m // 4) of the "
+              "m steps with a finite norm")
+
+
+def first_last_ratio(norms: Sequence[float | None]) -> FirstLastRatio:
+    """The one definition of the first-vs-last collapse ratio (terminal, files and reports).
+
+    Steps whose norm is ``None``, NaN or infinite are left out. Of the ``m`` steps left,
+    ``w = max(1, m // 4)``: the ratio is the mean of the last ``w`` norms over the mean of the first
+    ``w`` (so 3 steps compare the last with the first; 8 steps compare the mean of the last two
+    with the mean of the first two). It is ``None`` when ``m < 2`` (no first-vs-last) or the first
+    mean is 0. Below 1 means the agents' answers moved together.
+
+    Args:
+        norms: the per-step ``||D(t)||_F`` in step order.
+
+    Example:
+        >>> first_last_ratio([2.0, 2.0, 1.5, 1.0, 1.0, 1.0, 0.5, 0.5]).ratio
+        0.25
+    """
+    vals = [float(x) for x in norms if x is not None and math.isfinite(float(x))]
+    m = len(vals)
+    if m == 0:
+        return FirstLastRatio(n_steps=0, window=0, first_mean=None, last_mean=None, ratio=None)
+    w = max(1, m // 4)
+    first = math.fsum(vals[:w]) / w
+    last = math.fsum(vals[-w:]) / w
+    ratio = last / first if m >= 2 and first > 0 else None
+    return FirstLastRatio(n_steps=m, window=w, first_mean=first, last_mean=last, ratio=ratio)
 
 
 def _safe(fn: Any, *args: Any, **kwargs: Any) -> float:
@@ -107,10 +169,16 @@ class RunReport:
         """A per-step series as a float array (NaN where undefined)."""
         return np.array([_NAN if s.get(name) is None else float(s[name]) for s in self.per_step])
 
+    @property
+    def norm_ratio(self) -> FirstLastRatio:
+        """The run's first-vs-last collapse ratio (:func:`first_last_ratio` of its norms)."""
+        return first_last_ratio([s.get("norm") for s in self.per_step])
+
     def as_dict(self) -> dict[str, Any]:
         return jsonable({
             "run_id": self.run_id, "source": self.source, "agents": list(self.agents),
             "metric_kinds": list(self.metric_kinds), "steps": self.steps, "counts": self.counts,
+            "norm_ratio": asdict(self.norm_ratio),
             "settings": self.settings, "warnings": list(self.warnings),
             "per_step": list(self.per_step), "mds": self.mds, "examples": self.examples,
             "events": list(self.events), "alarms": list(self.alarms), "usage": self.usage,

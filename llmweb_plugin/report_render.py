@@ -49,8 +49,8 @@ def _summary_rows(rep: DiversityReport) -> list[list[str]]:
     rows = []
     for r in rep.runs:
         n0, n1 = _first_last(r, "norm")
-        ratio = (n1 / n0 if isinstance(n0, float) and isinstance(n1, float) and n0 > 0
-                 and math.isfinite(n0) and math.isfinite(n1) else None)
+        nr = r.norm_ratio  # the one first-vs-last definition (report_data.first_last_ratio)
+        ratio = f"{_num(nr.ratio)} (w={nr.window})" if nr.ratio is not None else _num(None)
         c0, c1 = _first_last(r, "mean_cosine_distance")
         v0, v1 = _first_last(r, "vendi_score")
         rows.append([
@@ -58,7 +58,7 @@ def _summary_rows(rep: DiversityReport) -> list[list[str]]:
             + (" ..." if len(r.agents) > 8 else ""),
             f"{r.steps[0]}\u2013{r.steps[-1]} ({len(r.steps)})",
             str(sum(r.counts.values())), str(r.counts.get("response", 0)),
-            f"{_num(n0)} \u2192 {_num(n1)}", _num(ratio),
+            f"{_num(n0)} \u2192 {_num(n1)}", ratio,
             f"{_num(c0)} \u2192 {_num(c1)}", f"{_num(v0)} \u2192 {_num(v1)}",
         ])
     return rows
@@ -72,7 +72,8 @@ def _band_note(rep: DiversityReport) -> str:
 
 
 _SUMMARY_HEAD = ["run", "source", "agents", "steps", "records", "responses",
-                 "norm first \u2192 last", "last / first", "mean cos. dist.", "Vendi"]
+                 "norm first \u2192 last",
+                 "last / first (mean of w steps)", "mean cos. dist.", "Vendi"]
 _STEP_HEAD = ["step", "agents", "responses", "norm", "norm (normalised)", "within", "between",
               "mean cos. dist.", "Vendi", "distinct-1", "distinct-2", "k_t", "web size",
               "synthetic frac.", "external", "human", "mitigation tags"]
