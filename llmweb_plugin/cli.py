@@ -63,6 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, ImportError, LookupError) as exc:
         print(f"llmweb {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        from .store import StoreLockedError
+
+        if not isinstance(exc, StoreLockedError):
+            raise
+        # a local Qdrant folder held by another process: one line, no traceback
+        print(f"llmweb {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

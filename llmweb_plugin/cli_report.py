@@ -5,6 +5,7 @@ error, never created. No embedder is loaded (the vectors are read from Qdrant).
 
 Examples::
 
+    llmweb runs --path ./llmweb-out            # the folder `llmweb run` wrote: reads ./llmweb-out/store
     llmweb runs --path ./web
     llmweb report --path ./web --run r1 --format html --out r1.html
     llmweb report --url http://localhost:6333 --collection llmweb__all-MiniLM-L6-v2 \\
@@ -21,25 +22,33 @@ import math
 import os
 import sys
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .cli_common import add_api_key_option
+
 if TYPE_CHECKING:  # pragma: no cover
     from .store import WebStore
 
-__all__ = ["add_parser", "list_runs", "open_existing_store"]
+__all__ = ["add_parser", "find_store_folder", "list_runs", "open_existing_store",
+           "save_run_settings", "stored_run_settings"]
 
 logger = logging.getLogger(__name__)
+
+#: metadata key of a run's first seed record that holds the run's settings
+SETTINGS_KEY = "llmweb_settings"
 
 
 def _add_location(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--path", metavar="DIR", help="a local Qdrant folder (embedded mode)")
-    where.add_argument("--url", metavar="URL", help="a Qdrant server, e.g. http://localhost:6333")
-    p.add_argument("--api-key", metavar="KEY", default=None,
-                   help="the server's API key (default: $QDRANT_API_KEY); never printed")
+    where.add_argument("--path", metavar="DIR",
+                       help="a local Qdrant folder, or the --out folder of `llmweb run` (its "
+                       "store/ is read) (default: none, give --path or --url)")
+    where.add_argument("--url", metavar="URL",
+                       help="a Qdrant server, e.g. http://localhost:6333 (default: none)")
+    add_api_key_option(p)
     p.add_argument("--collection", metavar="NAME", default=None,
                    help="the collection (default: the only llmweb__* collection there)")
 
@@ -60,21 +69,48 @@ def add_parser(subparsers: Any) -> None:
     _add_location(p)
     p.add_argument("--run", dest="runs", action="append", required=True, metavar="RUN_ID",
                    help="a run to report; repeat to compare runs")
-    p.add_argument("--group", action="append", default=[], metavar="NAME=RUN,RUN",
-                   help="runs that are replicates of one condition (a band each); repeatable")
+    p.add_argument("--group", action="append", default=None, metavar="NAME=RUN,RUN",
+                   help="runs that are replicates of one condition (a band each); repeatable "
+                   "(default: one band over all runs)")
     p.add_argument("--format", choices=("html", "md", "json"), default=None,
                    help="output format (default: from --out's suffix, else html)")
     p.add_argument("--out", metavar="FILE", default=None,
                    help="output file (default: llmweb-report.html / .md; JSON goes to stdout)")
-    p.add_argument("--title", default=None, help="the report's title")
+    p.add_argument("--title", default=None, help="the report's title (default: generated)")
     p.add_argument("--settings", metavar="FILE.json", default=None,
-                   help="a JSON object of run settings to show (e.g. models, beta, temperature)")
+                   help="a JSON object of run settings to show (e.g. models, beta, "
+                   "temperature), over those kept with each run (default: each run's own: "
+                   "<out>/RUN/settings.json of `llmweb run`, else the copy in the store)")
     p.add_argument("--examples", type=int, default=2, metavar="N",
-                   help="example texts per agent at the first and last step (default 2)")
+                   help="example texts per agent at the first and last step "
+                   "(default: %(default)s)")
     p.set_defaults(func=_cmd_report)
 
 
 # ---------------------------------------------------------------------- store opening
+def find_store_folder(path: str | os.PathLike[str]) -> Path:
+    """The local Qdrant folder at ``path``, or in ``path/store`` (an ``llmweb run --out``).
+
+    Only looks: nothing is created, so a folder that is only read stays as it was.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a folder, or neither it nor ``path/store`` holds a
+            Qdrant store (its ``meta.json``).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no Qdrant folder at {os.fspath(path)!r} (not a folder); give "
+                                "the Qdrant folder (for `llmweb run`: its --out folder or "
+                                "<out>/store)")
+    for candidate in (folder, folder / "store"):
+        if (candidate / "meta.json").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no Qdrant store in {os.fspath(path)!r}: neither {folder / 'meta.json'} nor "
+        f"{folder / 'store' / 'meta.json'} exists. Give the folder a WebStore was opened with "
+        "(`llmweb run` writes <out>/store), or --url for a server")
+
+
 @contextmanager
 def open_existing_store(
     *, path: str | None = None, url: str | None = None, api_key: str | None = None,
@@ -97,9 +133,7 @@ def open_existing_store(
     if (path is None) == (url is None):
         raise ValueError("give exactly one of --path DIR or --url URL")
     if path is not None:
-        if not Path(path).is_dir():
-            raise FileNotFoundError(f"no Qdrant folder at {path!r}; give the folder a WebStore "
-                                    "was opened with")
+        path = os.fspath(find_store_folder(path))
         try:
             client = QdrantClient(path=os.fspath(path))
         except RuntimeError as exc:
@@ -142,6 +176,56 @@ def open_existing_store(
         client.close()
 
 
+# ---------------------------------------------------------------------- run settings
+def _seed_zero_filter(run_id: str) -> Any:
+    from qdrant_client import models
+
+    return models.Filter(must=[
+        models.FieldCondition(key=f"metadata.{k}", match=models.MatchValue(value=v))
+        for k, v in (("run_id", run_id), ("kind", "seed"), ("index", 0))])
+
+
+def save_run_settings(store: WebStore, run_id: str, settings: Mapping[str, Any]) -> int:
+    """Keep a run's settings in the store, beside its records, so a report needs no file.
+
+    They go into the metadata (key ``llmweb_settings``) of the run's seed records with index 0
+    (the web's first seed post); a run without seeds keeps none. Returns how many records were
+    updated.
+    """
+    from qdrant_client import models
+
+    from .report_data import jsonable
+
+    flt = _seed_zero_filter(run_id)
+    n = store.client.count(store.collection, count_filter=flt, exact=True).count
+    if n:
+        store.client.set_payload(store.collection, payload={SETTINGS_KEY: jsonable(settings)},
+                                 points=models.FilterSelector(filter=flt), key="metadata")
+    return int(n)
+
+
+def stored_run_settings(store: WebStore, run_id: str) -> dict[str, Any]:
+    """The settings :func:`save_run_settings` kept for ``run_id`` (``{}`` when there are none)."""
+    points, _ = store.client.scroll(store.collection, scroll_filter=_seed_zero_filter(run_id),
+                                    limit=16, with_payload=True, with_vectors=False)
+    for pt in points:
+        value = ((pt.payload or {}).get("metadata") or {}).get(SETTINGS_KEY)
+        if isinstance(value, dict):
+            return dict(value)
+    return {}
+
+
+def _settings_file(path: str | None, folder: Path | None, run_id: str) -> Path | None:
+    """``<out>/<run>/settings.json`` of `llmweb run` beside the store folder, if it is there."""
+    if path is None or folder is None:
+        return None
+    for out in dict.fromkeys((Path(path), folder.parent)):
+        f = out / run_id / "settings.json"
+        if f.is_file():
+            return f
+    return None
+
+
 # ---------------------------------------------------------------------- runs
 def list_runs(store: WebStore) -> list[dict[str, Any]]:
     """One summary per run: id, agents, steps, record counts, norm at first and last step."""
@@ -182,8 +266,9 @@ def _fmt(x: Any) -> str:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from .store import StoreLockedError
 
+    folder = _resolve(args, "runs")
     try:
-        with open_existing_store(path=args.path, url=args.url, api_key=args.api_key,
+        with open_existing_store(path=folder, url=args.url, api_key=args.api_key,
                                  collection=args.collection) as store:
             rows = list_runs(store)
             collection = store.collection
@@ -210,7 +295,35 @@ def _cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolve(args: argparse.Namespace, command: str) -> str | None:
+    """``--path`` resolved to the Qdrant folder (say so when it is ``<path>/store``)."""
+    if args.path is None:
+        return None
+    folder = find_store_folder(args.path)
+    if folder != Path(args.path):
+        print(f"llmweb {command}: reading the store in {folder}", file=sys.stderr)
+    return os.fspath(folder)
+
+
 # ---------------------------------------------------------------------- report
+def _run_settings(store: WebStore, path: str | None, folder: str | None, run_id: str,
+                  given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run's settings: kept in the store, then its settings.json, then ``--settings`` on top."""
+    out: dict[str, Any] = {}
+    try:
+        out.update(stored_run_settings(store, run_id))
+    except Exception as exc:  # noqa: BLE001 - a report without settings beats no report
+        logger.warning("could not read the settings of run %r from the store: %s", run_id, exc)
+    f = _settings_file(path, Path(folder) if folder else None, run_id)
+    if f is not None:
+        data = json.loads(f.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{f} must hold a JSON object of settings")
+        out.update(data)
+    out.update(given or {})
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def _parse_groups(specs: list[str]) -> dict[str, list[str]] | None:
     if not specs:
         return None
@@ -237,14 +350,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
         settings = json.loads(Path(args.settings).read_text(encoding="utf-8"))
         if not isinstance(settings, dict):
             raise ValueError(f"--settings {args.settings!r} must hold a JSON object")
-    groups = _parse_groups(args.group)
+    groups = _parse_groups(args.group or [])
     if args.examples < 0:
-        raise ValueError("--examples must be >= 0")
+        raise ValueError(f"--examples must be >= 0; got {args.examples}")
+    folder = _resolve(args, "report")
+    runs = list(dict.fromkeys(args.runs))
     try:
-        with open_existing_store(path=args.path, url=args.url, api_key=args.api_key,
+        with open_existing_store(path=folder, url=args.url, api_key=args.api_key,
                                  collection=args.collection) as store:
-            runs = list(dict.fromkeys(args.runs))
-            rep = DiversityReport.from_store(store, run_ids=runs, settings=settings,
+            run_settings = {rid: _run_settings(store, args.path, folder, rid, settings)
+                            for rid in runs}
+            rep = DiversityReport.from_store(store, run_ids=runs, run_settings=run_settings,
                                              groups=groups, n_examples=args.examples,
                                              title=args.title)
     except StoreLockedError as exc:

@@ -123,6 +123,10 @@ def test_missing_folder_and_empty_folder(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "nowhere").exists()  # nothing created
     (tmp_path / "empty").mkdir()
     assert main(["runs", "--path", str(tmp_path / "empty")]) == 2
+    assert "no Qdrant store in" in capsys.readouterr().err
+    assert not any((tmp_path / "empty").iterdir())  # no meta.json, no .lock
+    (tmp_path / "empty" / "meta.json").write_text('{"collections": {}, "aliases": {}}')
+    assert main(["runs", "--path", str(tmp_path / "empty")]) == 2
     assert "no llmweb collections in folder" in capsys.readouterr().err
 
 
