@@ -59,11 +59,11 @@ def main() -> int:
     true_e, true_l, _ = window_means(decline)
     true_rc = true_l / true_e - 1.0
     settings = [
-        ("AR(1) phi=0.5 noise around 1.0, sd 0.1", 1.0 + ar1(gen, m, n, 0.5, 0.1), None, "fa"),
-        ("iid noise around 1.0, sd 0.1", 1.0 + gen.normal(0, 0.1, (m, n)), None, "info"),
-        ("AR(1) phi=0.3 noise, sd 0.1", 1.0 + ar1(gen, m, n, 0.3, 0.1), None, "info"),
-        ("AR(1) phi=0.7 noise, sd 0.1", 1.0 + ar1(gen, m, n, 0.7, 0.1), None, "info"),
-        ("AR(1) phi=0.5 noise, sd 0.02", 1.0 + ar1(gen, m, n, 0.5, 0.02), None, "info"),
+        ("AR(1) phi=0.5 noise around 1.0, sd 0.1", 1.0 + ar1(gen, m, n, 0.5, 0.1), 0.0, "fa"),
+        ("iid noise around 1.0, sd 0.1", 1.0 + gen.normal(0, 0.1, (m, n)), 0.0, "info"),
+        ("AR(1) phi=0.3 noise, sd 0.1", 1.0 + ar1(gen, m, n, 0.3, 0.1), 0.0, "info"),
+        ("AR(1) phi=0.7 noise, sd 0.1", 1.0 + ar1(gen, m, n, 0.7, 0.1), 0.0, "info"),
+        ("AR(1) phi=0.5 noise, sd 0.02", 1.0 + ar1(gen, m, n, 0.5, 0.02), 0.0, "info"),
         ("decline 1.0->0.5 + iid sd 0.1", decline + gen.normal(0, 0.1, (m, n)), true_rc, "det"),
         ("decline 1.0->0.5 + AR(1) phi=0.5 sd 0.1", decline + ar1(gen, m, n, 0.5, 0.1), true_rc,
          "info"),

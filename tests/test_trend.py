@@ -389,3 +389,22 @@ def test_public_names_resolve_from_the_package():
                  "window_means", "CollapseTrend", "PooledTrend", "CollapseVerdict"):
         assert name in lw.__all__ and getattr(lw, name) is getattr(lw.trend, name), name
     assert lw.collapse_trend(np.linspace(1.0, 0.5, 8)).verdict == "collapsing"
+
+
+def test_relative_change_keeps_the_sign_of_the_change_for_negative_levels():
+    """late/early - 1 would say "rose" for a falling series below 0; the verdict says collapsing."""
+    y = -1.0 - np.linspace(0.0, 1.0, 20)
+    tr = collapse_trend(y)
+    e, late, _ = window_means(y)
+    assert tr.relative_change == pytest.approx((late - e) / abs(e)) and tr.relative_change < 0
+    assert tr.relative_change_ci[1] < 0
+    assert tr.sentence().startswith("||D|| fell ") and tr.verdict == "collapsing"
+
+
+def test_long_series_use_a_bounded_null_and_stay_calibrated():
+    gen = np.random.default_rng(14)
+    Y = 1.0 + _ar1(gen, 200, 600, 0.5, 0.1)
+    res = collapse_trends(Y)
+    assert _share(res, "collapsing") <= 0.10
+    assert collapse_trend(np.linspace(1, 0.8, 600) + gen.normal(0, 0.05, 600)).verdict \
+        == "collapsing"
