@@ -11,10 +11,10 @@ The numba section (needs ``pip install 'llmweb-plugin[fast]'``) runs the compile
 n=1000 agents for the full T=200 steps (target: under 60 s) and compares its update rate with
 the numpy engine's n=1000 run of section 3.
 
-Baseline: ``llmweb_plugin.proxies.gmm._reference_run``, the paper's pseudo-code as written (loop over
-replicates, agents and points; log-sum-exp ownership recomputed from the stored points at every
-use). It consumes the random generator exactly like the vectorised simulator, so both must give
-the same numbers (checked to 1e-12; the script exits 1 otherwise).
+Baseline: ``llmweb_plugin.proxies._reference._reference_run``, the paper's pseudo-code as written
+(loop over replicates, agents and points; log-sum-exp ownership recomputed from the stored points
+at every use). It consumes the random generator exactly like the vectorised simulator, so both
+must give the same numbers (checked to 1e-12; the script exits 1 otherwise).
 
 Also prints the theory check (decay of pairwise weight differences vs ``(1 - 1/k_t)^{k_t}``) and
 the companion model's silo curve (p = 0, k in {1, 2, 5, 10, 20, 29}).
@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 
 from llmweb_plugin.proxies import SiloGMM, gmm_preset, weight_decay_check
-from llmweb_plugin.proxies.gmm import _reference_run
+from llmweb_plugin.proxies._reference import _reference_run
 
 
 def _timed(fn, repeat: int = 1):

@@ -99,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_gmm(args: argparse.Namespace, names: list[str]) -> Any:
     from .experiment import default_gmm_arms, run_gmm_experiment
-    from .proxies.gmm import _FIG6_MEANS, InteractingGMMWeb
+    from .proxies import InteractingGMMWeb
+    from .proxies.presets import _FIG6_MEANS
 
     seeds = 20 if args.seeds is None else args.seeds
     steps = 200 if args.steps is None else args.steps

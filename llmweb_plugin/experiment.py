@@ -524,12 +524,12 @@ def simulate_gmm_arm(web: InteractingGMMWeb, arm: GMMArm, seeds: Sequence[int]) 
     Raises:
         ValueError: bad settings or rates.
     """
-    from .proxies.gmm import (
+    from .proxies._numpy_engine import _update_agents
+    from .proxies._shared import (
         _draw_gmm_points,
         _floor_k,
         _initial_state,
         _normalised_densities,
-        _update_agents,
     )
 
     if web.initial_points is not None or web.initial_weights is not None:

@@ -1,4 +1,5 @@
-"""Tests for llmweb_plugin.proxies.gmm: paper shapes, invariants, reference loop, validation."""
+"""Tests for the GMM web (llmweb_plugin.proxies): paper shapes, invariants, reference loop,
+validation."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import pdist
 
-from llmweb_plugin.proxies.gmm import (
+from llmweb_plugin.proxies import (
     GMM_PRESETS,
     GMMInjection,
     InteractingGMMWeb,
-    _reference_run,
+    SiloGMM,
     gmm_preset,
     weight_decay_check,
 )
-from llmweb_plugin.proxies.silo import SiloGMM
+from llmweb_plugin.proxies._reference import _reference_run
 
 FIG4 = {"n_agents": 3, "means": [[-5.0], [5.0]], "cov": [[1.0]], "dirichlet_alpha": 1.0, "beta": 0.5,
             "samples_per_step": 3}
@@ -161,12 +162,12 @@ def test_vectorised_matches_naive_per_agent_per_point_loop(params):
 
 
 def test_agent_blocking_does_not_change_numbers(monkeypatch):
-    from llmweb_plugin.proxies import gmm
+    from llmweb_plugin.proxies import _numpy_engine
 
     sim = InteractingGMMWeb(n_agents=5, n_steps=10, n_replicates=2)
     whole = sim.run(rng=3)
-    monkeypatch.setattr(gmm, "_INDEX_BUDGET", 7)  # one agent per block
-    monkeypatch.setattr(gmm, "_GATHER_BUDGET", 8)  # tiny chunks of points
+    monkeypatch.setattr(_numpy_engine, "_INDEX_BUDGET", 7)  # one agent per block
+    monkeypatch.setattr(_numpy_engine, "_GATHER_BUDGET", 8)  # tiny chunks of points
     blocked = sim.run(rng=3)
     np.testing.assert_array_equal(whole.weights, blocked.weights)
 

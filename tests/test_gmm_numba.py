@@ -10,8 +10,8 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
+from llmweb_plugin.proxies import GMMInjection, InteractingGMMWeb, gmm_preset
 from llmweb_plugin.proxies import _numba_engine as nb
-from llmweb_plugin.proxies.gmm import GMMInjection, InteractingGMMWeb, gmm_preset
 
 W2 = [[0.02, 0.98], [0.5, 0.5], [0.05, 0.95], [0.9, 0.1], [0.01, 0.99], [0.3, 0.7]]
 W3 = [[0.02, 0.02, 0.96], [0.3, 0.3, 0.4], [0.01, 0.5, 0.49], [0.6, 0.2, 0.2],

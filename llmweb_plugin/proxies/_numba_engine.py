@@ -28,9 +28,11 @@ indices), so a draw costs one random memory access, prefetched ``_AHEAD`` points
 Memory: ``R * min(n, SLOTS) * |A(T)| * B`` floats (``B = 2``: one float per point, see
 ``_encode_b2``).
 
-The update is the numpy engine's arithmetic: for ``B = 2`` on ``pi_1`` alone
+The update is the numpy engine's arithmetic, with the coefficients both engines take from
+:func:`~llmweb_plugin.proxies._shared._update_coefficients`: for ``B = 2`` on ``pi_1`` alone
 (``p' = p (a1 + a2 q_1 / (q_2 + p (q_1 - q_2))) - a3``, clip ``p <= 0 -> eps``,
-``p >= 1 -> 1 - eps``), otherwise on all ``B`` weights with the clip of ``_clip_columns``.
+``p >= 1 -> 1 - eps``), otherwise on all ``B`` weights with the clip of the numpy engine's
+``_clip_columns``.
 """
 
 from __future__ import annotations
@@ -45,15 +47,17 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from llmweb_plugin.metrics import collapse_norm
-from llmweb_plugin.proxies.gmm import (
-    GMMWebResult,
+
+from ._shared import (
     _append_new_points,
     _bookkeeping,
     _finish,
     _initial_state,
     _normalised_densities,
     _Prepared,
+    _update_coefficients,
 )
+from .gmm_result import GMMWebResult
 
 __all__ = ["LANES", "SLOTS", "TASKS", "debug_draw_orders", "simulate_numba"]
 
@@ -443,11 +447,7 @@ def simulate_numba(
             trace["weights"].append(pi.copy())
             trace.setdefault("seeds", []).append(seeds)
         if B > 1:
-            alpha = alpha_scale / k
-            c = 1.0 / (k * B * B)
-            a1 = 1.0 - alpha
-            a2 = alpha / (1.0 - B * c)
-            a3 = a2 * c
+            a1, a2, a3 = _update_coefficients(k, B, alpha_scale)
             order = np.empty((N, k), dtype=np.int64) if trace is not None else no_order
             _step(pi, n, flat, flat_ids, cap, size, k, a1, a2, a3, prep.eps, seeds, order,
                   record)
