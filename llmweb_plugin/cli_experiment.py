@@ -1,11 +1,11 @@
-"""``llmweb experiment``: run the same web with and without each mitigation, over seeds.
+"""``llmweb experiment``: run the same web with and without each mitigation, over replicates.
 
 Examples::
 
-    llmweb experiment --proxy gmm --seeds 20 --out out/exp-gmm
+    llmweb experiment --proxy gmm --replicates 20 --out out/exp-gmm
     llmweb experiment --proxy gmm --preset fig6 --steps 100 --out out/exp-gmm-fig6
-    llmweb experiment --proxy web --fake --seeds 3 --steps 6 --out out/exp-web-fake
-    llmweb experiment --proxy web --seeds 2 --steps 3 --agents 3 --responses 3 --out out/exp-web
+    llmweb experiment --proxy web --fake --replicates 3 --steps 6 --out out/exp-web-fake
+    llmweb experiment --proxy web --replicates 2 -T 3 --n-agents 3 -L 3 --out out/exp-web
 
 Writes ``experiment.json``, ``experiment.md`` (effect-size tables) and ``experiment.png``
 (trajectories with +-1 s.d. bands per arm); the web proxy also writes an HTML diversity report
@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli_common import Default, add_common_options, check_common
+
 logger = logging.getLogger(__name__)
 
 _ARMS = ("none", "injection", "variation", "human")
@@ -36,33 +38,38 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
     p.add_argument("--proxy", choices=("gmm", "web"), default="gmm",
-                   help="gmm: the Gaussian-mixture proxy (fast, many seeds); web: the LLM web")
+                   help="gmm: the Gaussian-mixture proxy (fast, many replicates); web: the LLM "
+                   "web (default: %(default)s)")
     p.add_argument("--fake", action="store_true",
                    help="web proxy: instant deterministic EchoAgents instead of the local model")
-    p.add_argument("--seeds", type=int, default=None,
-                   help="number of seeds 0..N-1 (default: gmm 20, web 3)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="T (default: gmm 200, web 6)")
-    p.add_argument("--out", default="llmweb-experiment", help="output folder")
+    add_common_options(
+        p, replicates=Default(shown="gmm 20, web 3", note="replicate i runs with seed i"),
+        steps=Default(shown="gmm 200, web 6"),
+        n_agents=Default(value=3, note="web proxy"),
+        responses=Default(value=4, note="web proxy"),
+        beta=Default(value=0.5, note="web proxy"),
+        deprecated={"--seeds": "replicates", "--agents": "n_agents"})
+    p.add_argument("--out", default="llmweb-experiment",
+                   help="output folder (default: %(default)s)")
     p.add_argument("--arms", default=",".join(_ARMS),
                    help=f"comma-separated arms among {', '.join(_ARMS)}; the first is the "
-                   "baseline")
+                   "baseline (default: %(default)s)")
     p.add_argument("--window", type=int, default=None,
                    help="last steps averaged for the effect sizes (default: gmm T/10, web T/3)")
     # GMM proxy
     p.add_argument("--preset", choices=("fig4", "fig6"), default="fig4",
-                   help="gmm: Fig. 4 (B=2 at +-5) or Fig. 6 (B=11 overlapping) setting")
+                   help="gmm: Fig. 4 (B=2 at +-5) or Fig. 6 (B=11 overlapping) setting "
+                   "(default: %(default)s)")
     p.add_argument("--injection", type=int, default=9,
-                   help="gmm: external points per step (default 9 = n L)")
+                   help="gmm: external points per step (default: %(default)s = n L)")
     p.add_argument("--variation", type=float, default=0.5,
-                   help="gmm: prompt-variation analogue strength in [0, 1]")
+                   help="gmm: prompt-variation analogue strength in [0, 1] "
+                   "(default: %(default)s)")
     p.add_argument("--human-rate", type=float, default=0.5,
-                   help="human sampling rate in [0, 1] (both proxies)")
+                   help="human sampling rate in [0, 1] (both proxies) (default: %(default)s)")
     # web proxy
-    p.add_argument("--agents", type=int, default=3, help="web: number of agents")
-    p.add_argument("--responses", type=int, default=4, help="web: L, answers per agent per step")
-    p.add_argument("--beta", type=float, default=0.5, help="web: retrieval fraction")
-    p.add_argument("--max-new-tokens", type=int, default=40, help="web (local model): tokens")
+    p.add_argument("--max-new-tokens", type=int, default=40,
+                   help="web (local model): token budget per answer (default: %(default)s)")
     p.add_argument("--external", default=None,
                    help="web: a UTF-8 file, one external document per line (default: the "
                    "built-in demo posts)")
@@ -83,7 +90,12 @@ def _arms(text: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment described by ``args``; prints the Markdown summary."""
+    check_common(args)
     names = _arms(args.arms)
+    if args.window is not None and args.window < 1:
+        raise ValueError(f"--window must be >= 1; got {args.window}")
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1; got {args.max_new_tokens}")
     out = Path(args.out)
     if args.proxy == "gmm":
         res = _run_gmm(args, names)
@@ -102,10 +114,8 @@ def _run_gmm(args: argparse.Namespace, names: list[str]) -> Any:
     from .proxies import InteractingGMMWeb
     from .proxies.presets import _FIG6_MEANS
 
-    seeds = 20 if args.seeds is None else args.seeds
+    seeds = 20 if args.replicates is None else args.replicates
     steps = 200 if args.steps is None else args.steps
-    if seeds < 1 or steps < 1:
-        raise ValueError("--seeds and --steps must be >= 1")
     web = InteractingGMMWeb(n_steps=steps)  # the paper's Fig. 4 setting
     if args.preset == "fig6":
         web = dataclasses.replace(web, means=_FIG6_MEANS)  # as the lwd-fig6 preset
@@ -119,27 +129,26 @@ def _run_web(args: argparse.Namespace, names: list[str], out: Path) -> Any:
     from .experiment import default_web_arms, run_web_experiment
     from .store import WebStore
 
-    seeds = 3 if args.seeds is None else args.seeds
+    seeds = 3 if args.replicates is None else args.replicates
     steps = 6 if args.steps is None else args.steps
-    if seeds < 1 or steps < 1 or args.agents < 1 or args.responses < 1:
-        raise ValueError("--seeds, --steps, --agents and --responses must be >= 1")
     if args.external is not None and not Path(args.external).is_file():
         raise FileNotFoundError(f"--external {args.external!r} is not a file")
     out.mkdir(parents=True, exist_ok=True)
-    arms, notes = default_web_arms(args.agents, review_dir=out / "review",
+    arms, notes = default_web_arms(args.n_agents, review_dir=out / "review",
                                    external=args.external, human_rate=args.human_rate)
     (out / "review").mkdir(parents=True, exist_ok=True)
     if args.fake:
         from .agents import EchoAgent
 
         def agents_factory(seed: int) -> dict[str, Any]:
-            return {f"agent{i}": EchoAgent(f"agent{i}", seed=seed) for i in range(args.agents)}
+            return {f"agent{i}": EchoAgent(f"agent{i}", seed=seed)
+                    for i in range(args.n_agents)}
         model_note = "EchoAgent (fake, deterministic)"
     else:
         from .models import local_agents
 
         def agents_factory(seed: int) -> dict[str, Any]:
-            return local_agents(args.agents, seed=seed, max_new_tokens=args.max_new_tokens)
+            return local_agents(args.n_agents, seed=seed, max_new_tokens=args.max_new_tokens)
         model_note = "local SmolLM2 (llmweb_plugin.models.local_agents)"
     store = WebStore(args.store) if args.store else WebStore(":memory:")
     try:

@@ -10,11 +10,11 @@ Registered on the main parser by ``llmweb_plugin.cli``::
 Usage::
 
     llmweb gmm --preset lwd-fig4                      # paper Fig. 4, 5 replicates
-    llmweb gmm --preset lwd-fig6 --n-steps 300 --seed 3
+    llmweb gmm --preset lwd-fig6 --steps 300 --seed 3
     llmweb gmm --n-agents 10 --means=-5,0,5 --cov 1 --beta 0.3 --replicates 4
     llmweb gmm --preset lwd-fig4 --inject-points 3 --inject-weights 0.5,0.5
     llmweb gmm --preset lwd-fig4-n1000 --engine numba  # compiled engine (extra [fast])
-    llmweb silo --n-neighbors 1,2,5,10,20,29 --replicates 20 --n-steps 100
+    llmweb silo --n-neighbors 1,2,5,10,20,29 --replicates 20 --steps 100
 
 Each writes ``<out>/<name>.csv``, ``<out>/<name>.json`` and ``<out>/<name>.png`` (the PNG needs
 matplotlib: ``pip install 'llmweb-plugin[report]'``; ``--no-plot`` skips it).
@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from llmweb_plugin.cli_common import Default, add_common_options, check_common
 from llmweb_plugin.proxies import (
     GMM_PRESETS,
     GMMInjection,
@@ -90,23 +91,31 @@ def add_parser(subparsers: Any) -> None:
         "print ||D(t)||_F and write CSV/JSON/PNG.",
     )
     names = sorted(k for k, v in GMM_PRESETS.items() if isinstance(v, InteractingGMMWeb))
-    g.add_argument("--preset", default="lwd-fig4", help=f"one of {names} (default lwd-fig4)")
-    g.add_argument("--n-agents", type=int)
+    preset = "the preset's"
+    g.add_argument("--preset", default="lwd-fig4",
+                   help=f"one of {names} (default: %(default)s)")
+    add_common_options(g, n_agents=Default(shown=preset), beta=Default(shown=preset),
+                       responses=Default(shown=preset), steps=Default(shown=preset),
+                       replicates=Default(shown=preset), seed=0,
+                       deprecated={"--n-steps": "steps", "--samples-per-step": "responses"})
     g.add_argument("--means", type=_array,
-                   help="component means: '-5,5' (d=1) or JSON '[[0,0],[3,3]]'")
-    g.add_argument("--cov", type=_array, help="variance (scalar), diagonal '1,2' or JSON matrix")
-    g.add_argument("--dirichlet-alpha", type=float)
-    g.add_argument("--beta", type=float)
-    g.add_argument("--samples-per-step", type=int, help="L")
-    g.add_argument("--n-steps", type=int, help="T")
-    g.add_argument("--replicates", type=int, dest="n_replicates")
-    g.add_argument("--eps", type=float)
-    g.add_argument("--inject-points", type=int, help="external points added to A per step")
+                   help="component means: '-5,5' (d=1) or JSON '[[0,0],[3,3]]' "
+                   "(default: the preset's)")
+    g.add_argument("--cov", type=_array,
+                   help="variance (scalar), diagonal '1,2' or JSON matrix (default: the preset's)")
+    g.add_argument("--dirichlet-alpha", type=float,
+                   help="Dirichlet concentration of the agents' initial weights "
+                   "(default: the preset's)")
+    g.add_argument("--eps", type=float,
+                   help="the weights' floor in the online update (default: the preset's)")
+    g.add_argument("--inject-points", type=int,
+                   help="external points added to A per step (default: none)")
     g.add_argument("--inject-weights", type=_floats,
-                   help="external mixture weights (default uniform)")
+                   help="external mixture weights (default: uniform)")
     g.add_argument("--engine", choices=("auto", "numpy", "numba"), default="auto",
                    help="simulation engine: numba is compiled and parallel (pip install "
-                   "'llmweb-plugin[fast]'); auto uses it for large runs when installed")
+                   "'llmweb-plugin[fast]'); auto uses it for large runs when installed "
+                   "(default: %(default)s)")
     _add_run_args(g, "gmm")
     g.set_defaults(func=run_gmm)
 
@@ -117,30 +126,39 @@ def add_parser(subparsers: Any) -> None:
         "Comma-separated --n-neighbors / --mirror-prob run a sweep.",
     )
     snames = sorted(k for k, v in GMM_PRESETS.items() if isinstance(v, SiloGMM))
-    s.add_argument("--preset", default="companion-silo", help=f"one of {snames}")
-    s.add_argument("--n-agents", type=int)
-    s.add_argument("--n-components", type=int)
-    s.add_argument("--mirror-prob", type=_floats, help="p, or a comma-separated list")
-    s.add_argument("--n-neighbors", type=_ints, help="k, or a comma-separated list")
-    s.add_argument("--rag-size", type=int)
-    s.add_argument("--sigma", type=float)
-    s.add_argument("--n-steps", type=int)
-    s.add_argument("--replicates", type=int, dest="n_replicates")
+    s.add_argument("--preset", default="companion-silo",
+                   help=f"one of {snames} (default: %(default)s)")
+    add_common_options(s, n_agents=Default(shown=preset), steps=Default(shown=preset),
+                       replicates=Default(shown=preset), seed=0,
+                       deprecated={"--n-steps": "steps"})
+    s.add_argument("--n-components", type=int,
+                   help="number of mixture components K (default: the preset's)")
+    s.add_argument("--mirror-prob", type=_floats,
+                   help="p, or a comma-separated list (default: the preset's)")
+    s.add_argument("--n-neighbors", type=_ints,
+                   help="k, or a comma-separated list (default: the preset's)")
+    s.add_argument("--rag-size", type=int,
+                   help="documents in each agent's private RAG set (default: the preset's)")
+    s.add_argument("--sigma", type=float,
+                   help="standard deviation of the components (default: the preset's)")
     _add_run_args(s, "silo")
     s.set_defaults(func=run_silo)
 
 
 def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
-    """The options ``gmm`` and ``silo`` share: seed and output files."""
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=_DEFAULT_OUT, help=f"output folder (default {_DEFAULT_OUT})")
+    """The options ``gmm`` and ``silo`` share besides the common ones: output files."""
+    p.add_argument("--out", default=_DEFAULT_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--name", help=f"file stem (default: {command}-<preset>)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
 
 
+#: simulator field -> the dest of the shared option that sets it
+_SHARED = {"n_steps": "steps", "samples_per_step": "responses", "n_replicates": "replicates"}
+
+
 def _overrides(args: argparse.Namespace, fields: tuple[str, ...]) -> dict[str, Any]:
     """The simulator fields given on the command line (options left out are ``None``)."""
-    return {f: v for f in fields if (v := getattr(args, f, None)) is not None}
+    return {f: v for f in fields if (v := getattr(args, _SHARED.get(f, f), None)) is not None}
 
 
 # ---------------------------------------------------------------------- gmm
@@ -182,6 +200,7 @@ def _gmm_table(res: GMMWebResult) -> str:
 def run_gmm(args: argparse.Namespace) -> int:
     """Run ``llmweb gmm``; return a process exit code."""
     try:
+        check_common(args)
         sim = _gmm_from_args(args)
         t0 = time.perf_counter()
         res = sim.run(rng=args.seed, engine=getattr(args, "engine", "auto"))
@@ -256,6 +275,7 @@ def _jsonable(obj: Any) -> Any:
 def run_silo(args: argparse.Namespace) -> int:
     """Run ``llmweb silo`` (a sweep over the listed ``p`` and ``k``); return an exit code."""
     try:
+        check_common(args)
         base = gmm_preset(args.preset)
         if not isinstance(base, SiloGMM):
             raise ValueError(  # noqa: TRY004 - reported as a CLI usage error

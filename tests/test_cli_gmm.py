@@ -29,7 +29,7 @@ def _rows(path):
 
 def test_gmm_preset_writes_csv_json_png_and_prints_table(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    rc = _run(["gmm", "--preset", "lwd-fig4", "--n-steps", "30", "--seed", "0",
+    rc = _run(["gmm", "--preset", "lwd-fig4", "--steps", "30", "--seed", "0",
                "--out", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out
@@ -49,7 +49,7 @@ def test_gmm_preset_writes_csv_json_png_and_prints_table(tmp_path, capsys):
 
 def test_gmm_free_parameters_and_injection(tmp_path, capsys):
     rc = _run(["gmm", "--n-agents", "4", "--means=-3,0,3", "--cov", "0.5", "--beta", "0.4",
-               "--samples-per-step", "2", "--n-steps", "6", "--replicates", "2",
+               "--responses", "2", "--steps", "6", "--replicates", "2",
                "--inject-points", "5", "--inject-weights", "0.2,0.3,0.5", "--seed", "3",
                "--out", str(tmp_path), "--name", "custom", "--no-plot"])
     assert rc == 0
@@ -83,7 +83,7 @@ def test_gmm_unknown_preset(tmp_path, capsys):
 
 def test_silo_sweep_over_k(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    rc = _run(["silo", "--n-neighbors", "1,29", "--replicates", "3", "--n-steps", "40",
+    rc = _run(["silo", "--n-neighbors", "1,29", "--replicates", "3", "--steps", "40",
                "--seed", "1", "--out", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out
@@ -136,7 +136,7 @@ def test_gmm_means_not_json_is_an_argparse_error(tmp_path, capsys):
 @pytest.mark.parametrize(("weights", "shape"), [("0.5,0.3,0.2", "(3,)"), ("1", "(1,)")])
 def test_gmm_inject_weights_of_wrong_length_exits_2(tmp_path, capsys, weights, shape):
     # lwd-fig4 has B = 2 components
-    rc = _run(["gmm", "--inject-points", "3", "--inject-weights", weights, "--n-steps", "3",
+    rc = _run(["gmm", "--inject-points", "3", "--inject-weights", weights, "--steps", "3",
                "--out", str(tmp_path), "--no-plot"])
     assert rc == 2
     err = capsys.readouterr().err

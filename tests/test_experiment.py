@@ -248,15 +248,15 @@ def test_cli_gmm_and_fake_web(tmp_path, capsys, embedder):
     from llmweb_plugin.cli import main
 
     out = tmp_path / "gmm"
-    assert main(["experiment", "--proxy", "gmm", "--seeds", "3", "--steps", "10", "--out",
+    assert main(["experiment", "--proxy", "gmm", "--replicates", "3", "--steps", "10", "--out",
                  str(out)]) == 0
     assert {p.name for p in out.iterdir()} == {"experiment.json", "experiment.md",
                                                "experiment.png"}
     printed = capsys.readouterr().out
     assert "| `injection` |" in printed and "| `human` |" in printed
     web_out = tmp_path / "web"
-    assert main(["experiment", "--proxy", "web", "--fake", "--seeds", "1", "--steps", "2",
-                 "--agents", "2", "--responses", "2", "--arms", "none,injection",
+    assert main(["experiment", "--proxy", "web", "--fake", "--replicates", "1", "--steps", "2",
+                 "--n-agents", "2", "--responses", "2", "--arms", "none,injection",
                  "--no-report", "--out", str(web_out)]) == 0
     data = json.loads((web_out / "experiment.json").read_text())
     assert data["run_ids"] == {"none": ["exp-none-s0"], "injection": ["exp-injection-s0"]}
@@ -297,12 +297,11 @@ def test_web_experiment_zero_steps_raises_before_any_run(store):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--proxy", "gmm", "--seeds", "0"], "--seeds and --steps must be >= 1"),
-    (["--proxy", "gmm", "--steps", "0"], "--seeds and --steps must be >= 1"),
-    (["--proxy", "web", "--fake", "--agents", "0"],
-     "--seeds, --steps, --agents and --responses must be >= 1"),
-    (["--proxy", "web", "--fake", "--responses", "0"],
-     "--seeds, --steps, --agents and --responses must be >= 1"),
+    (["--proxy", "gmm", "--replicates", "0"], "--replicates must be >= 1; got 0"),
+    (["--proxy", "gmm", "--steps", "0"], "--steps must be >= 1; got 0"),
+    (["--proxy", "web", "--fake", "--n-agents", "1"],
+     "--n-agents must be >= 2 (the collapse metric compares agents); got 1"),
+    (["--proxy", "web", "--fake", "--responses", "0"], "--responses must be >= 1; got 0"),
     (["--proxy", "web", "--fake", "--external", "/no/such/file"],
      "--external '/no/such/file' is not a file"),
 ])
