@@ -275,13 +275,20 @@ def run_command(args: argparse.Namespace) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / SETTINGS_FILE).write_text(json.dumps(settings, indent=1), encoding="utf-8")
     start = time.perf_counter()
-    final = run_experiment(settings, run_id=run_id, store_dir=store_dir, checkpoint=ckpt,
-                           agents=agents, resume=bool(args.resume), progress=not args.no_progress,
-                           max_concurrency=args.max_concurrency, report_dir=run_dir,
-                           report=not args.no_report)
+    try:
+        final = run_experiment(settings, run_id=run_id, store_dir=store_dir, checkpoint=ckpt,
+                               agents=agents, resume=bool(args.resume),
+                               progress=not args.no_progress,
+                               max_concurrency=args.max_concurrency, report_dir=run_dir,
+                               report=not args.no_report)
+    except IncompleteRunError as exc:  # never a silent "success" with fewer steps
+        print(f"llmweb run: error: {exc}", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
     hist = final["history"]
     print()
+    if final.get("resume_note"):
+        print(final["resume_note"])
     print(metric_table(hist))
     s = _summary(hist)
     if s["first_mean_norm"] is not None:
@@ -344,19 +351,9 @@ def run_experiment(settings: Mapping[str, Any], *, run_id: str, store_dir: Path,
                                   "recursion_limit": 3 * n_steps + 50}
         if max_concurrency:
             config["max_concurrency"] = int(max_concurrency)
-        if resume:
-            snap = graph.get_state(config)
-            if not snap.values:
-                raise LookupError(f"no checkpoint of run {run_id!r} in {checkpoint}")
-            done = len(snap.values.get("history") or [])  # finished steps
-            if bar is not None:
-                bar.n = done
-                bar.refresh()
-            final = graph.invoke(None, config) if snap.next else snap.values
-            logger.info("resumed run %s after %d finished steps", run_id, done)
-        else:
-            final = graph.invoke({}, config)
-        final = dict(final)
+        final, note = _start_or_resume(graph, config, store, run_id=run_id, n_steps=n_steps,
+                                       checkpoint=checkpoint, resume=resume, bar=bar)
+        final["resume_note"] = note
         final["report_path"] = None
         if report_dir is not None:
             final["report_path"] = str(_write_results(report_dir, run_id, settings, final, store,
@@ -367,3 +364,77 @@ def run_experiment(settings: Mapping[str, Any], *, run_id: str, store_dir: Path,
             bar.close()
         conn.close()
         store.close()
+
+
+class IncompleteRunError(RuntimeError):
+    """A run ended, or was resumed, with another number of finished steps than its ``n_steps``.
+
+    ``llmweb run`` prints it as one line and exits 1; the run's results are not written.
+    """
+
+
+def _start_or_resume(graph: Any, config: dict[str, Any], store: Any, *, run_id: str,
+                     n_steps: int, checkpoint: Path, resume: bool,
+                     bar: Any = None) -> tuple[dict[str, Any], str | None]:
+    """Run the web graph to the end of its run; returns ``(final state, what a resume did)``.
+
+    "Finished" is the run's own count of finished steps (its ``history``) against ``n_steps``,
+    never the checkpoint's ``next``: a kill between a task's saved writes and the next
+    checkpoint leaves ``next`` empty although steps remain, and ``graph.invoke(None, config)``
+    on that checkpoint applies the saved writes and runs the rest. A run killed before its
+    first checkpoint holds no run state: it starts afresh (its seeds are rewritten under the
+    same deterministic ids). A finished run is left as it is.
+
+    Raises:
+        LookupError: the checkpoint file holds nothing of the run but the store holds its
+            posts or responses (a wrong ``--checkpoint``?).
+        IncompleteRunError: the run ended with another number of steps than ``n_steps``.
+    """
+    note: str | None = None
+    if not resume:
+        final = graph.invoke({}, config)
+    else:
+        snap = graph.get_state(config)
+        state = dict(snap.values or {})
+        if not state.get("run_id"):
+            n_old = store.count(run_id, kind=["post", "response"])
+            if n_old and snap.metadata is None:
+                raise LookupError(
+                    f"no checkpoint of run {run_id!r} in {checkpoint}, yet the store holds "
+                    f"{n_old} of its posts/responses; resume with the --checkpoint file the "
+                    "run was started with")
+            if n_old:
+                # Checkpoints are saved in the background: the first step's agents can have
+                # written before the run's first checkpoint landed. The fresh start rewrites
+                # them; drop them so that start_run's guard against mixed runs holds.
+                logger.warning("run %s: no checkpointed state but %d posts/responses in the "
+                               "store; starting it afresh", run_id, n_old)
+                store.delete_run(run_id)
+            note = (f"run {run_id} had no saved state yet (stopped before its first "
+                    "checkpoint): started it afresh with its saved settings")
+            final = graph.invoke({}, config)
+        else:
+            done = len(state.get("history") or [])
+            if bar is not None:
+                bar.n = min(done, n_steps)
+                bar.refresh()
+            if done >= n_steps:
+                note = f"run {run_id} had already finished its {done} steps: nothing to do"
+                final = state
+            else:
+                note = f"resumed run {run_id} after {done} of {n_steps} finished steps"
+                final = graph.invoke(None, config)
+        logger.info("%s", note)
+    final = dict(final)
+    done = len(final.get("history") or [])
+    if done != n_steps:
+        n_posts = len(final.get("posts") or [])
+        raise IncompleteRunError(
+            f"run {run_id!r} ended after {done} of {n_steps} steps ({n_posts} posts) and its "
+            f"checkpoint in {checkpoint} has nothing left to run, so it cannot finish; were its "
+            "settings changed after it started? Its results were not written."
+            if done < n_steps else
+            f"run {run_id!r} holds {done} finished steps in its checkpoint {checkpoint} but its "
+            f"settings ask for {n_steps}; were its settings changed after it started? Its "
+            "results were not written.")
+    return final, note
