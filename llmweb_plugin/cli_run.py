@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli_common import Default, add_api_key_option, add_common_options, check_common
+
 __all__ = ["DEFAULT_RESPONSES", "DEFAULT_STEPS", "add_parser", "load_agent", "run_command"]
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,9 @@ DEFAULT_STEPS = 8
 PAPER_RESPONSES = 40
 PAPER_STEPS = 60
 SETTINGS_FILE = "settings.json"
+#: defaults of the options that make a run's settings (a resumed run keeps its own)
+_DEFAULTS: dict[str, Any] = {"n_agents": 3, "beta": 0.5, "seed": 0, "topology": "full",
+                             "retrieval": "uniform", "max_new_tokens": 48}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -50,36 +55,44 @@ def add_parser(subparsers: Any) -> None:
         "20 shipped crypto posts, the paper's query and beta, small L and T.",
     )
     p.add_argument("--agents", action="append", metavar="NAME=MODULE:ATTR", default=None,
-                   help="an agent by import path (repeat, or comma-separate): ATTR is a chat "
-                   "model / runnable / graph / callable, or a zero-argument factory of one")
+                   help="an agent by import path (repeat, or comma-separate; at least two): ATTR "
+                   "is a chat model / runnable / graph / callable, or a zero-argument factory of "
+                   "one (default: local SmolLM2 agents)")
     p.add_argument("--fake", action="store_true",
                    help="instant deterministic fake agents (EchoAgent), for smoke tests")
-    p.add_argument("--n-agents", type=int, default=3, metavar="N",
-                   help="number of local (or fake) agents (default 3)")
-    p.add_argument("--responses", "-L", type=int, default=None, metavar="L",
-                   help=f"answers per agent per step (default {DEFAULT_RESPONSES}; paper 40)")
-    p.add_argument("--steps", "-T", type=int, default=None, metavar="T",
-                   help=f"number of steps (default {DEFAULT_STEPS}; paper 60)")
+    add_common_options(
+        p, n_agents=Default(value=_DEFAULTS["n_agents"], note="local or fake agents"),
+        responses=Default(value=None, shown=f"{DEFAULT_RESPONSES}; paper {PAPER_RESPONSES}"),
+        steps=Default(value=None, shown=f"{DEFAULT_STEPS}; paper {PAPER_STEPS}"),
+        beta=_DEFAULTS["beta"], seed=_DEFAULTS["seed"])
     p.add_argument("--paper", action="store_true",
                    help=f"the paper's scale: L={PAPER_RESPONSES}, T={PAPER_STEPS}")
-    p.add_argument("--beta", type=float, default=0.5, help="retrieval fraction (default 0.5)")
     p.add_argument("--query", default=None, help="the query (default: the paper's)")
-    p.add_argument("--seed", type=int, default=0, help="the run's seed (default 0)")
-    p.add_argument("--topology", default="full", choices=["full", "ring", "small_world"],
-                   help="who reads whose posts (default full, the paper)")
-    p.add_argument("--retrieval", default="uniform", choices=["uniform", "similarity"],
-                   help="uniform sampling (the paper) or top-k by similarity to the query")
-    p.add_argument("--max-new-tokens", type=int, default=48, metavar="N",
-                   help="token budget per answer of the local models (default 48)")
+    p.add_argument("--topology", default=_DEFAULTS["topology"],
+                   choices=["full", "ring", "small_world"],
+                   help="who reads whose posts (default: %(default)s, the paper)")
+    p.add_argument("--retrieval", default=_DEFAULTS["retrieval"],
+                   choices=["uniform", "similarity"],
+                   help="uniform sampling (the paper) or top-k by similarity to the query "
+                   "(default: %(default)s)")
+    p.add_argument("--max-new-tokens", type=int, default=_DEFAULTS["max_new_tokens"],
+                   metavar="N",
+                   help="token budget per answer of the local models (default: %(default)s)")
     p.add_argument("--out", default="./llmweb-out", metavar="DIR",
-                   help="folder for results and reports (default ./llmweb-out)")
-    p.add_argument("--store", default=None, metavar="DIR",
-                   help="the Qdrant folder (default <out>/store)")
+                   help="folder for results and reports (default: %(default)s)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--store", default=None, metavar="DIR",
+                       help="the Qdrant folder (default: <out>/store)")
+    where.add_argument("--url", default=None, metavar="URL",
+                       help="a Qdrant server instead of a folder, e.g. http://localhost:6333 "
+                       "(default: a folder, see --store)")
+    add_api_key_option(p)
     p.add_argument("--checkpoint", default=None, metavar="FILE",
-                   help="the SQLite checkpoint file (default <out>/checkpoints.sqlite)")
+                   help="the SQLite checkpoint file (default: <out>/checkpoints.sqlite)")
     p.add_argument("--run-id", default=None, help="id of the new run (default: generated)")
     p.add_argument("--resume", default=None, metavar="RUN_ID",
-                   help="continue an interrupted run from its checkpoint (same --out)")
+                   help="continue an interrupted run from its checkpoint (same --out; its "
+                   "settings come from <out>/RUN_ID/settings.json) (default: a new run)")
     p.add_argument("--max-concurrency", type=int, default=None, metavar="N",
                    help="agents run in parallel at most (default: all)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
@@ -155,27 +168,36 @@ def _fmt(v: Any, nd: int = 4) -> str:
     return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
 
 
-_COLUMNS = (("step", "step"), ("norm", "||D||_F"), ("normalized_norm", "norm/sqrt(n(n-1))"),
+# Markdown table cells must not hold a bare "|": the norm column is "norm" (||D(t)||_F,
+# explained under the table), the normalised one "normalised" (norm / sqrt(n(n-1))).
+_COLUMNS = (("step", "step"), ("norm", "norm"), ("normalized_norm", "normalised"),
             ("within_spread", "within"), ("between_spread", "between"),
             ("mean_cosine_distance", "mean cos dist"))
+TABLE_LEGEND = ("norm: the collapse metric \\|\\|D(t)\\|\\|_F (Frobenius norm of the distance "
+                "matrix between the agents' mean answers); normalised: norm / sqrt(n(n-1)); "
+                "within / between: spread within and between agents.")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 def metric_table(history: Sequence[Mapping[str, Any]]) -> str:
-    """The per-step metric table as Markdown."""
-    head = "| " + " | ".join(h for _, h in _COLUMNS) + " |"
+    """The per-step metric table as Markdown (no cell holds an unescaped ``|``)."""
+    head = "| " + " | ".join(_cell(h) for _, h in _COLUMNS) + " |"
     sep = "|" + "|".join("---:" for _ in _COLUMNS) + "|"
-    rows = ["| " + " | ".join(_fmt(h.get(k)) for k, _ in _COLUMNS) + " |" for h in history]
+    rows = ["| " + " | ".join(_cell(_fmt(h.get(k))) for k, _ in _COLUMNS) + " |"
+            for h in history]
     return "\n".join([head, sep, *rows])
 
 
 def _summary(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    raw = [h.get("norm") for h in history]
-    norms = [float(x) for x in raw if x is not None and not math.isnan(float(x))]
-    w = min(5, len(norms) // 2) or len(norms)
-    first: float | None = sum(norms[:w]) / w if norms else None
-    last: float | None = sum(norms[-w:]) / w if norms else None
-    return {"window": w, "first_mean_norm": first, "last_mean_norm": last,
-            "ratio_last_first": (last / first) if first and last is not None else None}
+    """First-vs-last norm summary by the report's own rule (:func:`first_last_ratio`)."""
+    from .report_data import RATIO_RULE, first_last_ratio
+
+    r = first_last_ratio([h.get("norm") for h in history])
+    return {"window": r.window, "first_mean_norm": r.first_mean, "last_mean_norm": r.last_mean,
+            "ratio_last_first": r.ratio, "rule": RATIO_RULE, "text": r.describe()}
 
 
 def _write_results(out_dir: Path, run_id: str, settings: Mapping[str, Any],
@@ -190,12 +212,16 @@ def _write_results(out_dir: Path, run_id: str, settings: Mapping[str, Any],
     md = [f"# llmweb run {run_id}", "", "Settings: " + ", ".join(
         f"{k}={v}" for k, v in settings.items() if k not in ("agent_specs",)), "",
         metric_table(history), ""]
-    if summary["first_mean_norm"] is not None:
-        md.append(f"Mean ||D||_F over the first {summary['window']} steps: "
-                  f"{summary['first_mean_norm']:.4f}; last {summary['window']}: "
-                  f"{summary['last_mean_norm']:.4f}.")
+    md += [TABLE_LEGEND, "", f"First vs last: {summary['text']} ({summary['rule']})."]
     (out_dir / "metrics.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     target = out_dir / "metrics.md"
+    try:  # the settings travel with the run, so a report from the store alone shows them
+        from .cli_report import save_run_settings
+
+        if not save_run_settings(store, run_id, settings):
+            logger.warning("run %s has no seed record to keep its settings on", run_id)
+    except Exception as exc:  # noqa: BLE001 - results are written; this copy is a convenience
+        logger.warning("could not keep the settings of run %s in the store: %s", run_id, exc)
     if report:
         try:
             from .report import DiversityReport
@@ -236,12 +262,136 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _specs(items: Sequence[str] | None) -> list[str]:
+    """The ``--agents`` values, comma-separated ones split."""
+    return [s.strip() for item in items or () for s in item.split(",") if s.strip()]
+
+
+def _check_id(value: str | None, flag: str) -> None:
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{flag} holds a character that cannot be written (a lone "
+                         "surrogate); use plain text") from None
+    if not value.strip() or value in (".", "..") or any(c in value for c in "/\\\0"):
+        raise ValueError(f"{flag} {value!r} is not a usable run id: it names a folder under "
+                         "--out, so it must be non-empty, without / or \\")
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse every bad argument before anything is built or written, naming the flag."""
+    check_common(args)
+    for flag, dest in (("--max-new-tokens", "max_new_tokens"),
+                       ("--max-concurrency", "max_concurrency"), ("--threads", "threads")):
+        value = getattr(args, dest, None)
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1; got {value}")
+    if args.query is not None and not args.query.strip():
+        raise ValueError("--query is empty; leave it out for the paper's query")
+    _check_id(args.run_id, "--run-id")
+    _check_id(args.resume, "--resume")
+    if args.resume and args.run_id and args.run_id != args.resume:
+        raise ValueError("--run-id and --resume name different runs; give only --resume RUN_ID")
+    if args.agents and args.fake:
+        raise ValueError("--agents and --fake exclude each other")
+    if args.agents:
+        specs = _specs(args.agents)
+        for spec in specs:
+            name, sep, path = spec.partition("=")
+            mod_name, sep2, attr = path.partition(":")
+            if not sep or not sep2 or not name.strip() or not mod_name or not attr:
+                raise ValueError(f"--agents {spec!r}: expected NAME=MODULE:ATTR, e.g. "
+                                 "a=langchain_openai:ChatOpenAI")
+        names = [sp.partition("=")[0].strip() for sp in specs]
+        if len(set(names)) != len(names):
+            raise ValueError("--agents names must be unique")
+        if len(names) < 2:
+            raise ValueError(f"--agents: give at least two agents (got {len(names)}); the "
+                             "collapse metric compares agents")
+        if args.n_agents != _DEFAULTS["n_agents"]:
+            raise ValueError("--n-agents counts local or fake agents; with --agents the agents "
+                             "are the ones listed: leave --n-agents out")
+    url = getattr(args, "url", None)
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ValueError("--url must be a Qdrant server address starting with http:// or "
+                         "https://, e.g. http://localhost:6333")
+    if getattr(args, "api_key", None) and not url and not args.resume:
+        raise ValueError("--api-key needs --url (a local --store folder has no key)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {args.out!r} is a file; give a folder")
+
+
+#: options that make a run's settings: dest -> (flag, settings keys, parser default)
+_SETTING_FLAGS: dict[str, tuple[str, tuple[str, ...], Any]] = {
+    "agents": ("--agents", ("agent_specs",), None), "fake": ("--fake", ("fake",), False),
+    "n_agents": ("--n-agents", ("n_agents",), _DEFAULTS["n_agents"]),
+    "responses": ("--responses", ("responses_per_step",), None),
+    "steps": ("--steps", ("n_steps",), None),
+    "paper": ("--paper", ("responses_per_step", "n_steps"), False),
+    "beta": ("--beta", ("beta",), _DEFAULTS["beta"]), "query": ("--query", ("query",), None),
+    "seed": ("--seed", ("seed",), _DEFAULTS["seed"]),
+    "topology": ("--topology", ("topology",), _DEFAULTS["topology"]),
+    "retrieval": ("--retrieval", ("retrieval",), _DEFAULTS["retrieval"]),
+    "max_new_tokens": ("--max-new-tokens", ("max_new_tokens",), _DEFAULTS["max_new_tokens"]),
+}
+
+
+def _check_resume_flags(args: argparse.Namespace, settings: Mapping[str, Any],
+                        run_id: str) -> None:
+    """A resumed run keeps its settings: a flag that asks for another value is refused."""
+    wanted = _settings_from_args(args)
+    for dest, (flag, keys, default) in _SETTING_FLAGS.items():
+        if getattr(args, dest, default) == default:
+            continue
+        for key in keys:
+            if key in settings and wanted[key] != settings[key]:
+                raise ValueError(
+                    f"{flag} asks for {key}={wanted[key]!r}, but run {run_id!r} was started "
+                    f"with {key}={settings[key]!r}; a resumed run keeps its settings (from its "
+                    f"{SETTINGS_FILE}): leave {flag} out, or start a new run")
+
+
+def _public_url(url: str) -> str:
+    """``url`` without user:password or query string (those may hold credentials)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
+
+
+def _check_store_free(store_dir: Path) -> None:
+    """Refuse early when another process holds the local Qdrant folder (nothing is written)."""
+    from .store import StoreLockedError
+
+    lock = store_dir / ".lock"
+    if not lock.is_file():
+        return
+    import portalocker  # qdrant-client's own lock library
+
+    try:
+        with open(lock, "r+", encoding="utf-8") as fh:
+            portalocker.lock(fh, portalocker.LockFlags.EXCLUSIVE
+                             | portalocker.LockFlags.NON_BLOCKING)
+            portalocker.unlock(fh)
+    except portalocker.exceptions.LockException:
+        raise StoreLockedError(
+            f"the Qdrant folder {store_dir} is in use by another process (another `llmweb run` "
+            "or `llmweb report` on it?). Wait for it to finish, give this run another --out or "
+            "--store, or use a Qdrant server: --url URL [--api-key KEY]") from None
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run (or resume) the experiment; print the table and where the report is."""
     from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: F401  (fail early, clearly)
 
     from .monitor import new_run_id
 
+    _check_args(args)
     out_root = Path(args.out)
     if args.resume:
         run_id = args.resume
@@ -250,12 +400,17 @@ def run_command(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"no settings of run {run_id!r} at {sfile}; resume with the "
                                     "--out folder the run was started with")
         settings = json.loads(sfile.read_text(encoding="utf-8"))
+        _check_resume_flags(args, settings, run_id)
     else:
         settings = _settings_from_args(args)
-        if settings["n_agents"] < 1:
-            raise ValueError("--n-agents must be >= 1")
+        if args.url:
+            settings["store_url"] = _public_url(args.url)  # never the key
         run_id = args.run_id or new_run_id("web")
+    store_url = args.url or settings.get("store_url")
+    api_key = args.api_key or os.environ.get("QDRANT_API_KEY")
     store_dir = Path(args.store) if args.store else out_root / "store"
+    if not store_url:
+        _check_store_free(store_dir)
     ckpt = Path(args.checkpoint) if args.checkpoint else out_root / "checkpoints.sqlite"
     run_dir = out_root / run_id
     if not args.resume and (run_dir / SETTINGS_FILE).exists():
@@ -280,7 +435,7 @@ def run_command(args: argparse.Namespace) -> int:
                                agents=agents, resume=bool(args.resume),
                                progress=not args.no_progress,
                                max_concurrency=args.max_concurrency, report_dir=run_dir,
-                               report=not args.no_report)
+                               report=not args.no_report, store_url=store_url, api_key=api_key)
     except IncompleteRunError as exc:  # never a silent "success" with fewer steps
         print(f"llmweb run: error: {exc}", file=sys.stderr)
         return 1
@@ -291,12 +446,10 @@ def run_command(args: argparse.Namespace) -> int:
         print(final["resume_note"])
     print(metric_table(hist))
     s = _summary(hist)
-    if s["first_mean_norm"] is not None:
-        print(f"\nmean ||D||_F, first {s['window']} steps: {s['first_mean_norm']:.4f}; "
-              f"last {s['window']}: {s['last_mean_norm']:.4f} "
-              f"(ratio {s['ratio_last_first']:.3f})")
+    print(f"\n{s['text']}  [norm = ||D(t)||_F; {s['rule']}]")
     print(f"run {run_id}: {len(final['posts'])} posts, {len(hist)} steps in {seconds:.1f} s")
-    print(f"store: {store_dir}   checkpoint: {ckpt}")
+    where = _public_url(store_url) if store_url else store_dir
+    print(f"store: {where}   checkpoint: {ckpt}")
     print(f"report: {final['report_path']}")
     return 0
 
@@ -305,10 +458,13 @@ def run_experiment(settings: Mapping[str, Any], *, run_id: str, store_dir: Path,
                    checkpoint: Path, agents: Mapping[str, Any] | None = None,
                    resume: bool = False, progress: bool = True,
                    max_concurrency: int | None = None, report_dir: Path | None = None,
-                   report: bool = True) -> dict[str, Any]:
+                   report: bool = True, store_url: str | None = None,
+                   api_key: str | None = None) -> dict[str, Any]:
     """Build and run (or resume) the web graph; returns the final state plus ``report_path``.
 
-    ``agents`` are the already built agents (default: built from ``settings``).
+    ``agents`` are the already built agents (default: built from ``settings``). With
+    ``store_url`` the web lives on that Qdrant server (``api_key`` is never logged), else in the
+    local folder ``store_dir``.
     """
     import sqlite3
 
@@ -321,7 +477,8 @@ def run_experiment(settings: Mapping[str, Any], *, run_id: str, store_dir: Path,
     if agents is None:
         agents = _build_agents(settings)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    store = WebStore(os.fspath(store_dir))
+    store = (WebStore(url=store_url, api_key=api_key) if store_url
+             else WebStore(os.fspath(store_dir)))
     conn = sqlite3.connect(os.fspath(checkpoint), check_same_thread=False)
     bar = None
     try:

@@ -26,7 +26,7 @@ def test_run_fake_writes_results_and_report(tmp_path: Path, capsys, embedder) ->
     assert (args.beta, args.seed, args.topology, args.retrieval) == (0.5, 0, "full", "uniform")
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert "| step | ||D||_F |" in out and "run r1: 9 posts, 3 steps" in out
+    assert "| step | norm |" in out and "run r1: 9 posts, 3 steps" in out
     assert f"report: {tmp_path / 'r1' / 'report.html'}" in out
     res = json.loads((tmp_path / "r1" / "results.json").read_text())
     assert [h["step"] for h in res["history"]] == [1, 2, 3] and len(res["posts"]) == 9
@@ -140,12 +140,12 @@ def test_zero_agents_is_refused_before_anything_is_written(tmp_path: Path, capsy
     from llmweb_plugin.cli import main
 
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match="--n-agents must be >= 1"):
+    with pytest.raises(ValueError, match="--n-agents must be >= 2"):
         cli_run.run_command(parse("--fake", "--n-agents", "0", "--out", str(out),
                                   "--run-id", "z", "--no-progress", "--no-report"))
     assert not out.exists()
     assert main(["run", "--fake", "--n-agents", "0", "--out", str(out), "--run-id", "z"]) == 2
-    assert "llmweb run: error: --n-agents must be >= 1" in capsys.readouterr().err
+    assert "llmweb run: error: --n-agents must be >= 2" in capsys.readouterr().err
     assert not out.exists()
 
 
