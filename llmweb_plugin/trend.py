@@ -17,43 +17,66 @@ with ``n`` values left, ``w = max(2, n // 4)``; the *early* window is the first 
 which is ``late_mean / early_mean - 1`` for the (positive) collapse metrics and keeps the sign of
 the change otherwise.
 
-**The trend test.** The slope is the OLS slope of the values on their steps. Its standard error
-is the Newey-West (1987) Bartlett-kernel HAC estimate with a large bandwidth ``M = max(2, n // 2)``
-(lags ``0..M-1`` weighted ``1 - j/M``), and the t-ratio is referred to its *fixed-b* null
-distribution (Kiefer & Vogelsang 2005, "A new asymptotic theory for heteroskedasticity-
-autocorrelation robust tests", Econometric Theory 21), simulated once per design (the steps) from
-10,000 iid Gaussian series with a fixed internal seed: exact for iid Gaussian noise at every
-``n``, and robust to autocorrelation because the large bandwidth keeps the dependence in the
-variance estimate. (A plain Newey-West test with a t(n-2) reference falsely reports a decline in
-~11% of AR(1) series with ``phi = 0.5`` at 30 steps, against a nominal 2.5%; this one in ~5%.)
-``relative_change_ci`` uses the same machinery on the window contrast (late minus early window
-mean, an OLS slope on a -1/0/+1 regressor) divided by the early mean, so it needs no shape between
-the windows; measured coverage at 30 steps: 96-99% around declines and on iid noise, 91% on
-AR(1) noise with ``phi = 0.5``, 87% with ``phi = 0.7`` (nominal 95%). Single-series results
-are deterministic; only :func:`pooled_trend` resamples (replicates, with ``rng``).
+**Two tests, Bonferroni.** A collapse can be a steady decline or an abrupt fall (in 1-5 steps)
+followed by a flat floor; one straight-line test sees the first but not the second (the fall
+inflates its residual variance). So the verdict combines two tests, each at level ``alpha / 2``
+(Bonferroni), and calls a change when either rejects:
 
-**Verdict** (``alpha`` = 0.05, ``margin`` = 0.10 by default), with ``ci`` the two-sided
-``1 - alpha`` interval of the slope and the *implied change* the slope interval times the distance
-between the windows' mean steps divided by ``|early_mean|``:
+1. *Slope test.* The OLS slope of the values on their steps, with the Newey-West (1987)
+   Bartlett-kernel HAC standard error at a large bandwidth ``M = max(2, n // 2)`` (lags
+   ``0..M-1`` weighted ``1 - j/M``), the t-ratio referred to its *fixed-b* null distribution
+   (Kiefer & Vogelsang 2005, "A new asymptotic theory for heteroskedasticity-autocorrelation
+   robust tests", Econometric Theory 21), simulated from 10,000 iid Gaussian series with a fixed
+   internal seed: exact for iid Gaussian noise, robust to autocorrelation because the large
+   bandwidth keeps the dependence in the variance estimate. (A plain Newey-West test with a
+   t(n-2) reference falsely reports a decline in ~11% of AR(1) series with ``phi = 0.5`` at 30
+   steps.) ``p_value`` and ``ci`` (the ``1 - alpha`` interval) are this test's.
+2. *Window test.* The late-window mean minus the early-window mean (the window rule above),
+   divided by ``sigma * sqrt(2 / w)``, where ``sigma^2`` is the Bartlett long-run variance of the
+   *late half* of the series after removing its own OLS line (bandwidth half the half). The
+   noise scale comes from where a collapsed series sits on its floor, so a fall inside the early
+   window does not hide itself (the fix for the non-monotonic power of HAC tests under level
+   shifts, Vogelsang 1999, "Sources of nonmonotonic power when testing for a shift in mean of a
+   dynamic time series", J. Econometrics 88, is to estimate the variance away from the shift).
+   Its null is simulated like the slope test's (fixed-b: it depends on the fractions, not on
+   ``n``). ``window_p_value`` and ``relative_change_ci`` (``1 - alpha``) are this test's.
 
-- ``"inconclusive"`` when fewer than :data:`MIN_STEPS` (6) finite values remain, or the slope
-  interval contains 0 but the implied change interval reaches beyond ``+-margin``;
-- ``"collapsing"`` when the whole slope interval lies on the *less diverse* side of 0 (below 0
-  for ``higher_is_diverse=True``): a significant decline, one-sided level ``alpha / 2``;
-- ``"diverging"`` when it lies wholly on the more diverse side;
-- ``"stable"`` when the interval contains 0 and the implied change interval lies inside
-  ``(-margin, +margin)`` (an equivalence test), and always for a constant series.
+Nulls are simulated once per series length (and, for the slope, per spacing of the steps) and
+cached; beyond 64 values a geometric grid of lengths (ratio ~1.08, capped at 256) is used, so a
+verdict after every step of a long run costs ~85 simulations in all (~5 s for 200 steps).
+Single-series results are deterministic; only :func:`pooled_trend` resamples (with ``rng``).
 
-**Measured** (``benchmarks/bench_trend_calibration.py``, 2,000 series each, 30 steps): AR(1) noise
-with ``phi = 0.5``: "collapsing" in 4.2% (target <= 10%; plain Newey-West: 10.6%); with
-``phi = 0.7``: 6.0%; a linear decline 1.0 -> 0.5 plus iid noise sd 0.1: "collapsing" in 100%
-(target >= 90%); the same decline plus AR(1) noise (``phi = 0.5``, marginal sd 0.1): 98.4%,
-(sd 0.2): 64%. See the benchmark for more settings.
+**Verdict** (``alpha`` = 0.05, ``margin`` = 0.10 by default):
 
-Limitation: a linear trend test sees a collapse that completes in the first few steps and then
-sits on a flat floor (the GMM Fig. 4 proxy) as "inconclusive" in a single series (the early
-residuals inflate the variance); :func:`pooled_trend` over a few replicates calls it
-"collapsing".
+- ``"inconclusive"`` when fewer than :data:`MIN_STEPS` (6) finite values remain; when one test
+  finds a fall and the other a rise (no monotone change); or when neither test rejects but the
+  intervals allow a change beyond ``+-margin``;
+- ``"collapsing"`` when ``p_value < alpha / 2`` with a negative slope or
+  ``window_p_value < alpha / 2`` with a lower late window (for ``higher_is_diverse=True``), and
+  neither test finds a rise; the reason says which test(s);
+- ``"diverging"`` symmetrically;
+- ``"stable"`` when neither test rejects and both the slope interval's implied change (the
+  interval times the distance between the windows' mean steps, over ``|early_mean|``) and
+  ``relative_change_ci`` lie inside ``(-margin, +margin)`` (an equivalence test), and always for
+  a constant series.
+
+**Measured** (``benchmarks/bench_trend_calibration.py``, 2,000 series per setting, 30 steps):
+AR(1) noise with ``phi = 0.5``: "collapsing" in 5.8% (target <= 10%; the slope test alone at
+``alpha`` 4.2%, plain Newey-West 10.6%); ``phi = 0.3``: 3.7%; ``phi = 0.7``: 9.0%; iid: 2.2%; a
+linear decline 1.0 -> 0.5 plus iid noise sd 0.1: 100% (target >= 90%); plus AR(1) noise
+(``phi = 0.5``) sd 0.1: 99.3%, sd 0.2: 70%; 1.0 for 3 steps then 0.3 plus AR(1) noise sd 0.1:
+83% (slope test alone 1%); single replicates of the GMM Fig. 4 preset (a fall from ~1.5 to
+~0.1 in 1-5 steps, then a noisy floor): 100% at 31 and at 201 steps (slope test alone 4% and
+0%). Coverage of ``relative_change_ci`` (nominal 95%): 95-98% on iid noise and around declines
+with iid noise, 92% around declines with AR(1) ``phi = 0.5``, 87% on AR(1) ``phi = 0.5`` noise,
+78% with ``phi = 0.7``.
+
+Limitations: the window test assumes the noise is as large early as late; a series whose mean
+holds while its noise shrinks tenfold is called "collapsing" (or "diverging") in ~9% each
+(the slope test alone: 2%). At 201 steps, a fall that lasts 3 steps out of 201 (1.0 -> 0.3)
+moves the 50-value early window by only 12% and is found in 13%; the Fig. 4 collapse, which
+falls to a tenth, stays found (its ``relative_change`` of ~-77% understates the fall from the
+first step, ~-98%, because the early window averages the first 50 steps).
 
 Example:
     >>> import numpy as np
@@ -120,7 +143,10 @@ _LABELS = {
 _NULL_REPS = 10_000  # simulated null t-ratios per design
 _NULL_SEED = 20_050_101  # fixed: the reference distribution never depends on the caller's rng
 _NULL_CHUNK = 2_500
+_NULL_EXACT_N = 64  # nulls simulated at the series' own length up to here
 _NULL_MAX_N = 256  # longer designs use their shape interpolated at 256 positions
+_NULL_GRID = np.unique(np.minimum(
+    np.round(_NULL_EXACT_N * 1.08 ** np.arange(40)).astype(int), _NULL_MAX_N))
 
 
 def _label(metric: str) -> str:
@@ -160,7 +186,21 @@ def _ols_hac(Y: np.ndarray, t: np.ndarray, M: int) -> tuple[np.ndarray, np.ndarr
     return b, np.sqrt(S) / sxx, e
 
 
-@functools.lru_cache(maxsize=64)
+def _null_len(n: int) -> int:
+    """Length at which the null of an ``n``-value series is simulated.
+
+    ``n`` itself up to :data:`_NULL_EXACT_N`; beyond, the largest length ``<= n`` of a geometric
+    grid (ratio about 1.08) capped at :data:`_NULL_MAX_N`. Under fixed-b asymptotics the null
+    depends on the regressor's shape and the fractions ``b = M / n`` and ``w / n``, not on ``n``,
+    so a neighbouring length serves; the grid bounds the one-time cost of a monitor that asks for
+    a verdict after every step (at most ~85 distinct nulls per kind, whatever the run's length).
+    """
+    if n <= _NULL_EXACT_N:
+        return n
+    return int(_NULL_GRID[np.searchsorted(_NULL_GRID, n, side="right") - 1])
+
+
+@functools.lru_cache(maxsize=256)
 def _null_abs_t(design: tuple[float, ...]) -> np.ndarray:
     """Sorted ``|t|`` of the HAC t-ratio under iid Gaussian noise for the regressor ``design``."""
     t = np.asarray(design, dtype=np.float64)
@@ -184,22 +224,66 @@ def _design_key(x: np.ndarray) -> tuple[float, ...]:
     """Cache key of a regressor ``x`` (values by position).
 
     The t-ratio is invariant to shifting and scaling ``x``, so it is mapped to ``[0, 1]``. Beyond
-    :data:`_NULL_MAX_N` positions the null is simulated for ``x`` interpolated at that many
-    evenly spaced positions: under fixed-b asymptotics the null depends on the regressor's shape
-    and on ``b = M / n`` (kept at 1/2), not on ``n``; this bounds the one-time cost per design.
+    :data:`_NULL_EXACT_N` positions the null is simulated for ``x`` interpolated at
+    :func:`_null_len` evenly spaced positions (see there).
     """
     u = (x - x.min()) / (x.max() - x.min())
-    if u.shape[0] > _NULL_MAX_N:
+    g = _null_len(u.shape[0])
+    if g != u.shape[0]:
         pos = np.linspace(0.0, 1.0, u.shape[0])
-        u = np.interp(np.linspace(0.0, 1.0, _NULL_MAX_N), pos, u)
+        u = np.interp(np.linspace(0.0, 1.0, g), pos, u)
     return tuple(np.round(u, 9).tolist())
 
 
-def _contrast(n: int, w: int) -> np.ndarray:
-    """Regressor whose OLS slope is half the late-minus-early window difference."""
-    x = np.zeros(n)
-    x[:w], x[n - w:] = -1.0, 1.0
-    return x
+def _late_lrv(Y: np.ndarray) -> np.ndarray:
+    """Bartlett long-run variance of the noise in the late half of each row of ``Y`` (m, n).
+
+    The late half (last ``h = n // 2`` values) is detrended by its own OLS line; the bandwidth is
+    ``max(2, h // 2)`` (fixed b = 1/2 of the half). Shape ``(m,)``.
+    """
+    n = Y.shape[1]
+    h = n // 2
+    R = Y[:, n - h:]
+    s = np.arange(h, dtype=np.float64)
+    sc = s - s.mean()
+    Rc = R - R.mean(axis=1, keepdims=True)
+    E = Rc - np.outer(Rc @ sc / (sc @ sc), sc)
+    M = max(2, h // 2)
+    nfft = 1 << math.ceil(math.log2(2 * h))
+    F = np.fft.rfft(E, nfft, axis=1)
+    gam = np.fft.irfft(F.real**2 + F.imag**2, nfft, axis=1)[:, :M] / h
+    wt = 1.0 - np.arange(M) / M
+    wt[1:] *= 2.0
+    return np.maximum(gam @ wt, 0.0)
+
+
+def _window_diff(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Late-minus-early window mean and its standard error from the late half's noise.
+
+    ``se = sigma_LR * sqrt(2 / w)`` with ``sigma_LR^2`` from :func:`_late_lrv`: the noise scale
+    comes from the late half only, so a drop inside the early window does not inflate it.
+    """
+    n = Y.shape[1]
+    w = _window_sizes(n)
+    d = Y[:, n - w:].mean(axis=1) - Y[:, :w].mean(axis=1)
+    return d, np.sqrt(_late_lrv(Y) * 2.0 / w)
+
+
+@functools.lru_cache(maxsize=256)
+def _null_window_abs_t(n: int) -> np.ndarray:
+    """Sorted ``|d / se|`` of :func:`_window_diff` under iid Gaussian noise of length ``n``."""
+    gen = np.random.default_rng(_NULL_SEED + 1)
+    out = np.empty(_NULL_REPS)
+    chunk = max(16, min(_NULL_CHUNK, (1 << 22) // max(n, 1)))
+    for lo in range(0, _NULL_REPS, chunk):
+        hi = min(_NULL_REPS, lo + chunk)
+        d, se = _window_diff(gen.standard_normal((hi - lo, n)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[lo:hi] = np.abs(d / se)
+    out[~np.isfinite(out)] = np.inf
+    out.sort()
+    out.setflags(write=False)
+    return out
 
 
 def _window_sizes(n: int) -> int:
@@ -289,12 +373,16 @@ class CollapseTrend:
         p_value: two-sided p-value of "slope = 0" from the simulated null (>= 1/10001).
         relative_change: ``(late_mean - early_mean) / |early_mean|`` by the window rule
             (:func:`window_means`); ``late_mean / early_mean - 1`` for positive metrics.
-        relative_change_ci: ``1 - alpha`` interval of ``relative_change``: the fixed-b HAC
-            interval of ``late_mean - early_mean`` divided by ``|early_mean|`` (NaN when it is 0).
+        relative_change_ci: ``1 - alpha`` interval of ``relative_change``: the window test's
+            interval of ``late_mean - early_mean`` (noise scale from the late half) divided by
+            ``|early_mean|`` (NaN when it is 0).
         early_mean: mean of the early window.
         late_mean: mean of the late window.
         window: the window size ``w`` (0 with fewer than 4 finite values).
         n_steps: finite values used.
+        window_p_value: two-sided p-value of the window test ("late window mean = early
+            window mean"); the verdict calls a change when it or ``p_value`` is below
+            ``alpha / 2`` (NaN when too few values).
         n_dropped: non-finite values (or values at non-finite steps) dropped.
         first_step: first step used (NaN when none).
         last_step: last step used.
@@ -316,6 +404,7 @@ class CollapseTrend:
     late_mean: float
     window: int
     n_steps: int
+    window_p_value: float = math.nan
     n_dropped: int
     first_step: float
     last_step: float
@@ -349,7 +438,8 @@ class CollapseTrend:
         return {
             "metric": self.metric, "verdict": self.verdict, "sentence": self.sentence(),
             "slope": _f(self.slope), "ci": [_f(self.ci[0]), _f(self.ci[1])],
-            "p_value": _f(self.p_value), "relative_change": _f(self.relative_change),
+            "p_value": _f(self.p_value), "window_p_value": _f(self.window_p_value),
+            "relative_change": _f(self.relative_change),
             "relative_change_ci": [_f(self.relative_change_ci[0]), _f(self.relative_change_ci[1])],
             "early_mean": _f(self.early_mean), "late_mean": _f(self.late_mean),
             "window": self.window, "n_steps": self.n_steps, "n_dropped": self.n_dropped,
@@ -359,8 +449,9 @@ class CollapseTrend:
         }
 
 
-_METHOD = ("OLS slope, Bartlett HAC (Newey-West) with M = n/2 against its simulated fixed-b null; "
-           "the same on the window contrast for the relative change")
+_METHOD = ("OLS slope, Bartlett HAC (Newey-West) with M = n/2 against its simulated fixed-b null, "
+           "and late-minus-early window means against the late half's Bartlett long-run "
+           "variance (simulated fixed-b null); each at alpha/2 (Bonferroni)")
 
 
 # ---------------------------------------------------------------------- validation helpers
@@ -493,6 +584,12 @@ def _classify(lo: float, hi: float, early: float, dstep: float, constant: bool,
     return "inconclusive", "no significant slope and the early mean is 0 (no scale for stable)"
 
 
+def _p_from(null: np.ndarray, tstat: np.ndarray) -> np.ndarray:
+    """Two-sided p-value ``(k + 1) / (R + 1)`` of ``|t|`` against a sorted null of size R."""
+    k = _NULL_REPS - np.searchsorted(null, tstat, side="left")
+    return (k + 1.0) / (_NULL_REPS + 1.0)
+
+
 def _fit_group(Y: np.ndarray, t: np.ndarray, *, alpha: float) -> dict[str, np.ndarray]:
     """All numbers for rows of finite ``Y`` (m, n >= MIN_STEPS) sharing the steps ``t``."""
     m, n = Y.shape
@@ -503,30 +600,68 @@ def _fit_group(Y: np.ndarray, t: np.ndarray, *, alpha: float) -> dict[str, np.nd
     constant = np.ptp(Y, axis=1) <= 1e-12 * scale
     with np.errstate(divide="ignore", invalid="ignore"):
         tstat = np.where(se > 0, np.abs(b) / se, np.where(b != 0, np.inf, 0.0))
-    k = _NULL_REPS - np.searchsorted(null, tstat, side="left")
-    p = (k + 1.0) / (_NULL_REPS + 1.0)
+    p = _p_from(null, tstat)
     lo, hi = b - crit * se, b + crit * se
     early, late, w, dstep = _windows(Y, t)
     rc = _relative(early, late)
-    # late - early = 2 x OLS slope on the window contrast; its HAC interval uses the same fixed-b
-    # reference (simulated for the contrast design), then scales by the early mean.
-    x = _contrast(n, w)
-    bd, sed, _ = _ols_hac(Y, x, _bandwidth(n))
-    cd = float(np.quantile(_null_abs_t(_design_key(x)), 1.0 - alpha))
+    # window test: late - early window mean against the late half's noise (fixed-b null by n)
+    d, sed = _window_diff(Y)
+    wnull = _null_window_abs_t(_null_len(n))
+    cd = float(np.quantile(wnull, 1.0 - alpha))
     with np.errstate(divide="ignore", invalid="ignore"):
-        r1 = 2.0 * (bd - cd * sed) / np.abs(early)
-        r2 = 2.0 * (bd + cd * sed) / np.abs(early)
+        wt = np.where(sed > 0, np.abs(d) / sed, np.where(d != 0, np.inf, 0.0))
+        r1 = (d - cd * sed) / np.abs(early)
+        r2 = (d + cd * sed) / np.abs(early)
+    wp = _p_from(wnull, wt)
     bad = early == 0.0
     rlo = np.where(bad, np.nan, np.minimum(r1, r2))
     rhi = np.where(bad, np.nan, np.maximum(r1, r2))
     b = np.where(constant, 0.0, b)
     lo, hi = np.where(constant, 0.0, lo), np.where(constant, 0.0, hi)
-    p = np.where(constant, 1.0, p)
+    p, wp = np.where(constant, 1.0, p), np.where(constant, 1.0, wp)
+    d = np.where(constant, 0.0, d)
     rc = np.where(constant, 0.0, rc)
     rlo, rhi = np.where(constant, 0.0, rlo), np.where(constant, 0.0, rhi)
     return {"b": b, "lo": lo, "hi": hi, "p": p, "rc": rc, "rlo": rlo, "rhi": rhi,
             "early": early, "late": late, "w": np.full(m, w), "dstep": np.full(m, dstep),
-            "constant": constant}
+            "constant": constant, "d": d, "wp": wp}
+
+
+def _classify_single(*, b: float, p: float, d: float, wp: float, lo: float, hi: float,
+                     rlo: float, rhi: float, early: float, dstep: float, constant: bool,
+                     higher_is_diverse: bool, alpha: float, margin: float,
+                     w: int, n: int) -> tuple[str, str]:
+    """Verdict of one series: the slope test and the window test, each at level ``alpha / 2``."""
+    if constant:
+        return "stable", "constant series"
+    half = f"{100 * (1 - alpha / 2):g}%"
+    down: list[str] = []
+    up: list[str] = []
+    if p < alpha / 2:
+        (down if b < 0 else up).append(
+            f"the {half} slope interval lies wholly {'below' if b < 0 else 'above'} 0")
+    if wp < alpha / 2:
+        (down if d < 0 else up).append(
+            f"the last {w} values' mean lies {'below' if d < 0 else 'above'} the first {w} "
+            f"values' mean (window test p = {wp:.2g})")
+    if down and up:
+        return "inconclusive", ("the slope and the window comparison disagree (" +
+                                "; ".join(down + up) + "): no monotone change")
+    if down or up:
+        falls = bool(down)
+        verdict = "collapsing" if falls == higher_is_diverse else "diverging"
+        return verdict, " and ".join(down or up)
+    if early != 0 and math.isfinite(early):
+        span = max(abs(lo), abs(hi)) * dstep / abs(early)
+        wspan = max(abs(rlo), abs(rhi))
+        if span < margin and wspan < margin:
+            return "stable", (f"no significant slope or window change, and the implied change "
+                              f"stays within +-{100 * margin:g}% (at most "
+                              f"{100 * max(span, wspan):.1f}%)")
+        return "inconclusive", (f"no steady trend: the intervals allow changes up to "
+                                f"{100 * max(span, wspan):.0f}%, beyond the +-{100 * margin:g}% "
+                                "margin")
+    return "inconclusive", "no significant change and the early mean is 0 (no scale for stable)"
 
 
 def collapse_trends(series: Sequence[Sequence[float]] | np.ndarray, *,
@@ -576,15 +711,20 @@ def _trends(Y: np.ndarray, steps: object, *, alpha: float, rng: Any, metric: str
             continue
         res = _fit_group(Y[np.ix_(rows, np.flatnonzero(pat))], t, alpha=alpha)
         for j, r in enumerate(rows):
-            verdict, reason = _classify(float(res["lo"][j]), float(res["hi"][j]),
-                                        float(res["early"][j]), float(res["dstep"][j]),
-                                        bool(res["constant"][j]), higher_is_diverse, margin)
+            verdict, reason = _classify_single(
+                b=float(res["b"][j]), p=float(res["p"][j]), d=float(res["d"][j]),
+                wp=float(res["wp"][j]), lo=float(res["lo"][j]), hi=float(res["hi"][j]),
+                rlo=float(res["rlo"][j]), rhi=float(res["rhi"][j]),
+                early=float(res["early"][j]), dstep=float(res["dstep"][j]),
+                constant=bool(res["constant"][j]), higher_is_diverse=higher_is_diverse,
+                alpha=alpha, margin=margin, w=int(res["w"][j]), n=n_ok)
             out[r] = CollapseTrend(
                 verdict=verdict, slope=float(res["b"][j]),
                 ci=(float(res["lo"][j]), float(res["hi"][j])), p_value=float(res["p"][j]),
                 relative_change=float(res["rc"][j]),
                 relative_change_ci=(float(res["rlo"][j]), float(res["rhi"][j])),
-                early_mean=float(res["early"][j]), late_mean=float(res["late"][j]),
+                window_p_value=float(res["wp"][j]), early_mean=float(res["early"][j]),
+                late_mean=float(res["late"][j]),
                 window=int(res["w"][j]), n_steps=n_ok, n_dropped=n_drop,
                 first_step=float(t[0]), last_step=float(t[-1]), metric=metric,
                 higher_is_diverse=higher_is_diverse, alpha=alpha, margin=margin,
@@ -642,8 +782,9 @@ class PooledTrend:
     random-effects approach: replicate-to-replicate variation and each slope's own noise both sit
     in the spread of the slopes). With one usable replicate the pooled numbers are that
     replicate's. ``relative_change`` applies the window rule to the per-step mean across
-    replicates; its interval resamples replicates. The verdict follows the single-series rules
-    on the pooled slope interval.
+    replicates; its interval resamples replicates. The pooled verdict applies the slope rule of a
+    single series (at ``alpha``) to the pooled slope interval; the per-replicate verdicts in
+    ``counts`` use both tests (the module docstring).
 
     Attributes:
         verdict: as for :class:`CollapseTrend`.

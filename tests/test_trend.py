@@ -13,6 +13,8 @@ from llmweb_plugin.metrics import StepMetrics
 from llmweb_plugin.trend import (
     MIN_STEPS,
     _bandwidth,
+    _late_lrv,
+    _null_len,
     _ols_hac,
     _t_abs_cdf,
     _t_quantile,
@@ -251,7 +253,7 @@ def test_bad_input_raises_clear_errors():
 
 # ---------------------------------------------------------------------- replicates
 def test_gmm_fig4_proxy_is_collapsing_when_replicates_are_pooled():
-    """Fig. 4 preset, 5 replicates: pooled "collapsing"; each replicate alone is weaker."""
+    """Fig. 4 preset, 5 replicates: pooled "collapsing" (each replicate alone too: see below)."""
     for seed in (0, 1, 2):
         res = lw.gmm_preset("lwd-fig4", n_steps=30).run(rng=seed)
         p = pooled_trend(res.norms.T, rng=seed)
@@ -408,3 +410,81 @@ def test_long_series_use_a_bounded_null_and_stay_calibrated():
     assert _share(res, "collapsing") <= 0.10
     assert collapse_trend(np.linspace(1, 0.8, 600) + gen.normal(0, 0.05, 600)).verdict \
         == "collapsing"
+
+
+# ---------------------------------------------------------------------- abrupt collapse
+def test_gmm_fig4_single_replicates_are_collapsing():
+    """A fall in 1-5 steps then a flat floor is collapse: the slope test alone missed it (the drop
+    inflates its residual variance; it called 2 of 50 replicates collapsing), the window test,
+    whose noise scale comes from the late half, sees it."""
+    hits = []
+    for seed in range(10):
+        y = lw.gmm_preset("lwd-fig4", n_steps=30, n_replicates=1).run(rng=seed).norms[:, 0]
+        tr = collapse_trend(y)
+        hits.append(tr.verdict == "collapsing")
+        if tr.verdict == "collapsing":
+            assert tr.window_p_value < 0.025 and tr.relative_change_ci[1] < 0, tr.sentence()
+            assert tr.sentence().startswith("||D|| fell ")
+    assert sum(hits) >= 9, hits  # measured: 10 of 10 (1,000 of 1,000 replicates in the benchmark)
+    long = lw.gmm_preset("lwd-fig4", n_replicates=1).run(rng=0).norms[:, 0]  # T = 200
+    tr = collapse_trend(long)
+    assert tr.verdict == "collapsing" and tr.n_steps == 201
+    assert "the last 50 values' mean lies below the first 50 values' mean" in tr.reason
+
+
+def test_step_drop_then_flat_noisy_floor_is_collapsing():
+    """1.0 for 3 steps, then 0.3 plus AR(1) noise: collapsing (the slope test alone: ~1%)."""
+    gen = np.random.default_rng(15)
+    Y = np.r_[np.ones(3), np.full(N - 3, 0.3)] + _ar1(gen, 400, N, 0.5, 0.1)
+    res = collapse_trends(Y)
+    assert _share(res, "collapsing") >= 0.75  # measured 0.83 (benchmark, 2,000 series)
+    assert _share(res, "diverging") == 0.0
+    # one noise-free-looking case reads as a fall with an interval below 0
+    y = np.r_[np.ones(3), np.full(N - 3, 0.3)] + 0.02 * np.sin(np.arange(N))
+    tr = collapse_trend(y)
+    assert tr.verdict == "collapsing" and tr.relative_change_ci[1] < 0
+    assert tr.p_value > 0.025  # the slope test alone would not have called it
+
+
+def test_window_test_against_brute_force():
+    """d = late - early window mean; se^2 = 2/w * Bartlett LRV of the detrended late half."""
+    gen = np.random.default_rng(16)
+    for n in (6, 7, 13, 30):
+        y = gen.normal(size=n)
+        w, h = max(2, n // 4), n // 2
+        late = y[n - h:]
+        s = np.arange(h, dtype=float)
+        coef = np.polyfit(s, late, 1)
+        e = late - np.polyval(coef, s)
+        M = max(2, h // 2)
+        lrv = sum((1 - abs(i - j) / M) * e[i] * e[j]
+                  for i in range(h) for j in range(h) if abs(i - j) < M) / h
+        assert _late_lrv(y[None, :])[0] == pytest.approx(lrv, rel=1e-9, abs=1e-15)
+        tr = collapse_trend(y)
+        d = y[n - w:].mean() - y[:w].mean()
+        assert tr.late_mean - tr.early_mean == pytest.approx(d)
+        # the interval is d +- c * se, divided by |early|: its centre is the relative change
+        mid = 0.5 * (tr.relative_change_ci[0] + tr.relative_change_ci[1])
+        assert mid == pytest.approx(d / abs(y[:w].mean()), rel=1e-9)
+        half = 0.5 * (tr.relative_change_ci[1] - tr.relative_change_ci[0]) * abs(y[:w].mean())
+        assert half / math.sqrt(lrv * 2 / w) > 1.96  # a fixed-b critical value, wider than z
+
+
+def test_verdict_needs_either_test_at_half_alpha():
+    """Bonferroni: collapsing iff min(p_value, window_p_value) < alpha / 2 (with a fall)."""
+    gen = np.random.default_rng(17)
+    Y = np.linspace(1.0, 0.85, N) + _ar1(gen, 300, N, 0.5, 0.1)
+    for tr in collapse_trends(Y):
+        down = (tr.p_value < 0.025 and tr.slope < 0) or (
+            tr.window_p_value < 0.025 and tr.late_mean < tr.early_mean)
+        up = (tr.p_value < 0.025 and tr.slope > 0) or (
+            tr.window_p_value < 0.025 and tr.late_mean > tr.early_mean)
+        assert (tr.verdict == "collapsing") == (down and not up)
+        assert (tr.verdict == "diverging") == (up and not down)
+
+
+def test_null_lengths_beyond_64_use_a_bounded_grid():
+    assert [_null_len(n) for n in (6, 64)] == [6, 64]
+    lens = {_null_len(n) for n in range(65, 5000)}
+    assert len(lens) <= 25 and max(lens) == 256
+    assert all(_null_len(n) <= n for n in range(65, 400))
