@@ -375,7 +375,8 @@ class CollapseTrend:
             (:func:`window_means`); ``late_mean / early_mean - 1`` for positive metrics.
         relative_change_ci: ``1 - alpha`` interval of ``relative_change``: the window test's
             interval of ``late_mean - early_mean`` (noise scale from the late half) divided by
-            ``|early_mean|`` (NaN when it is 0).
+            ``|early_mean|`` (NaN when it is 0); for a never-negative series it is cut at -1
+            (a fall cannot exceed 100%).
         early_mean: mean of the early window.
         late_mean: mean of the late window.
         window: the window size ``w`` (0 with fewer than 4 finite values).
@@ -616,6 +617,10 @@ def _fit_group(Y: np.ndarray, t: np.ndarray, *, alpha: float) -> dict[str, np.nd
     bad = early == 0.0
     rlo = np.where(bad, np.nan, np.minimum(r1, r2))
     rhi = np.where(bad, np.nan, np.maximum(r1, r2))
+    # a series that is never negative cannot fall by more than 100%: intersect with [-1, inf)
+    nonneg = (Y.min(axis=1) >= 0.0) & (early > 0.0)
+    rlo = np.where(nonneg, np.maximum(rlo, -1.0), rlo)
+    rhi = np.where(nonneg, np.maximum(rhi, -1.0), rhi)
     b = np.where(constant, 0.0, b)
     lo, hi = np.where(constant, 0.0, lo), np.where(constant, 0.0, hi)
     p, wp = np.where(constant, 1.0, p), np.where(constant, 1.0, wp)

@@ -488,3 +488,13 @@ def test_null_lengths_beyond_64_use_a_bounded_grid():
     lens = {_null_len(n) for n in range(65, 5000)}
     assert len(lens) <= 25 and max(lens) == 256
     assert all(_null_len(n) <= n for n in range(65, 400))
+
+
+def test_never_negative_series_cannot_fall_more_than_100_percent():
+    """GMM Fig. 4, seed 0, 31 steps: the window interval reached -101%; cut at -100%."""
+    y = lw.gmm_preset("lwd-fig4", n_steps=30, n_replicates=1).run(rng=0).norms[:, 0]
+    tr = collapse_trend(y)
+    assert tr.verdict == "collapsing" and tr.relative_change_ci[0] == -1.0
+    assert tr.sentence().endswith("to 100%) over 31 steps: collapsing")
+    neg = collapse_trend(-1.0 - np.linspace(0.0, 3.0, 20) + 0.5 * np.sin(np.arange(20)))
+    assert neg.relative_change_ci[0] < -1.0  # values below 0: no such bound
