@@ -21,6 +21,17 @@ the store, ``BaseException`` included, fails its records and the workers keep go
 A step whose metric records come from a single agent has no ``||D||`` (NaN): the first such step
 of a run is logged as a warning (once per run), since it usually means attribution collapsed.
 
+**Alarm and verdict.** Two read-outs answer different questions. The *alarm*
+(``alarm_fraction``, :class:`AlarmEvent`) is an online threshold: it fires as soon as one finished
+step's norm falls below ``alarm_fraction`` times the mean of the first ``baseline_steps`` steps.
+It is early and cheap, but one noisy step can fire it and it states no error rate.
+:meth:`CollapseMonitor.trend` (one metric) and :meth:`CollapseMonitor.verdict` (convergence and
+diversity together) test the whole series so far (:func:`~llmweb_plugin.trend.collapse_trend`: a
+slope test and an early-versus-late window test robust to autocorrelated steps), with a stated
+false-alarm rate (about 5% "collapsing" on autocorrelated noise at 30 steps), an interval, and
+"inconclusive" when the series is too short or too noisy to say. Use the alarm to react during a
+run and the verdict to state what happened.
+
 Example:
     >>> import llmweb_plugin as lw
     >>> store = lw.WebStore(":memory:")
@@ -52,6 +63,7 @@ import numpy as np
 from .embeddings import Embedder, check_embedder, default_embedder
 from .metrics import StepAccumulator, StepMetrics
 from .store import KINDS, RESERVED_METADATA, WEB_KINDS, Record, WebStore
+from .trend import CollapseTrend, CollapseVerdict, collapse_trend, collapse_verdict
 
 __all__ = ["AlarmEvent", "CollapseMonitor", "MonitorError", "MonitorStats", "new_run_id"]
 
@@ -60,6 +72,9 @@ logger = logging.getLogger(__name__)
 _STOP = object()
 _MAX_ERRORS = 20
 _MAX_NAMED_FAILURES = 5  # failed records named in one flush message
+#: Per-step numbers of :class:`StepMetrics` that :meth:`CollapseMonitor.trend` can test.
+_TREND_FIELDS = ("norm", "normalized_norm", "between_spread", "within_spread", "total_spread",
+                 "mean_cosine_distance")
 
 
 def new_run_id(prefix: str = "run") -> str:
@@ -748,6 +763,109 @@ class CollapseMonitor:
                 **{f"n_{k}": self._kind_counts.get(s, {}).get(k, 0) for k in KINDS},
             }
         return web_at
+
+    def _trend_history(self, run_id: str | None) -> tuple[str, list[StepMetrics]]:
+        """This run's :meth:`history`, or another run's per-step metrics rebuilt from the store."""
+        if run_id is None or run_id == self.run_id:
+            return self.run_id, self.history()
+        _check_str("run_id", run_id)
+        self.flush()
+        recs = self.store.records(run_id, kind=list(self.metric_kinds), with_vectors=True)
+        if not recs:
+            known = self.store.runs()
+            shown = ", ".join(map(repr, known[:10])) + (" ..." if len(known) > 10 else "")
+            raise ValueError(f"run_id {run_id!r} has no {'/'.join(self.metric_kinds)} records in "
+                             f"collection {self.store.collection!r}; known runs: "
+                             f"{shown or 'none'}. Pass one of them, or None for this monitor's "
+                             f"run ({self.run_id!r}).")
+        by_step: dict[int, StepAccumulator] = {}
+        for r in recs:
+            if r.vector is None:
+                continue
+            acc = by_step.get(r.step)
+            if acc is None:
+                acc = by_step[r.step] = StepAccumulator(r.step)
+            acc.add(np.asarray(r.vector, dtype=np.float64)[None, :], [r.agent])
+        return run_id, [by_step[s].metrics() for s in sorted(by_step)]
+
+    @staticmethod
+    def _trend_metrics(hist: Sequence[StepMetrics]) -> list[str]:
+        extras = sorted({k for h in hist for k, v in h.extras.items()
+                         if isinstance(v, (int, float, np.integer, np.floating))
+                         and not isinstance(v, bool) and k not in _TREND_FIELDS})
+        return list(_TREND_FIELDS) + extras
+
+    def trend(self, metric: str = "norm", *, run_id: str | None = None, alpha: float = 0.05,
+              margin: float = 0.10, higher_is_diverse: bool = True) -> CollapseTrend:
+        """Is ``metric`` collapsing over the run so far? A verdict with its uncertainty.
+
+        Tests the whole per-step series (:func:`~llmweb_plugin.trend.collapse_trend`), unlike the
+        alarm, which compares one step with the early baseline (see the module docstring).
+        Flushes first, so every record queued so far counts; steps with an undefined value (e.g.
+        ``||D||`` of a one-agent step) are dropped and counted in ``n_dropped``. Cheap to call
+        after every step: the reference distributions are cached per series length (beyond 64
+        steps, per length of a fixed grid).
+
+        Args:
+            metric: ``"norm"`` (``||D||_F``, default), ``"normalized_norm"``, ``"between_spread"``,
+                ``"within_spread"``, ``"total_spread"``, ``"mean_cosine_distance"``, or a
+                numeric ``extras`` key of :meth:`history` (e.g. ``"vendi_score"`` given to
+                :meth:`annotate`).
+            run_id: another run in the same store (rebuilt from its stored records), or
+                ``None`` for this monitor's run.
+            alpha: error rate; intervals are two-sided ``1 - alpha``.
+            margin: equivalence margin for "stable", a fraction of the early mean.
+            higher_is_diverse: ``False`` for a metric that rises under collapse.
+
+        Returns:
+            A frozen :class:`~llmweb_plugin.trend.CollapseTrend`; ``"inconclusive"`` with the
+            reason when there are fewer than 6 steps.
+
+        Raises:
+            ValueError: ``metric`` is not one of the valid names (listed in the message), or
+                ``run_id`` has no records in the store, or ``alpha``/``margin`` out of range.
+            TypeError: ``metric`` or ``run_id`` is not a ``str``.
+
+        Example:
+            >>> import llmweb_plugin as lw
+            >>> with lw.CollapseMonitor(lw.WebStore(":memory:"), run_id="t") as mon:
+            ...     tr = mon.trend()
+            >>> tr.verdict, tr.n_steps
+            ('inconclusive', 0)
+        """
+        if not isinstance(metric, str):
+            raise TypeError(f"metric must be a str naming a per-step metric; got "
+                            f"{type(metric).__name__}")
+        rid, hist = self._trend_history(run_id)
+        valid = self._trend_metrics(hist)
+        if metric not in valid:
+            raise ValueError(f"unknown metric {metric!r} for run {rid!r}; valid names: "
+                             f"{', '.join(valid)}")
+        if metric in _TREND_FIELDS:
+            values = [getattr(h, metric) for h in hist]
+        else:
+            values = [h.extras.get(metric) for h in hist]
+        values = [v if isinstance(v, (int, float, np.integer, np.floating))
+                  and not isinstance(v, bool) else None for v in values]
+        return collapse_trend(values, steps=[h.step for h in hist], alpha=alpha, metric=metric,
+                              higher_is_diverse=higher_is_diverse, margin=margin)
+
+    def verdict(self, *, run_id: str | None = None, alpha: float = 0.05,
+                margin: float = 0.10) -> CollapseVerdict:
+        """Which fell over the run so far: agents' convergence, the web's diversity, or both?
+
+        :func:`~llmweb_plugin.trend.collapse_verdict` on this run's :meth:`history` (or
+        another stored run's, see :meth:`trend`): ``norm`` and ``between_spread`` measure
+        convergence, ``mean_cosine_distance`` (and ``vendi_score`` / ``distinct_n`` when given
+        to :meth:`annotate`) diversity. "collapsing" needs both to fall; agents agreeing on a
+        shared but still diverse source reads "converging", with the reason.
+
+        Raises:
+            ValueError: ``run_id`` has no records in the store, or ``alpha``/``margin`` out of
+                range.
+        """
+        _rid, hist = self._trend_history(run_id)
+        return collapse_verdict(hist, alpha=alpha, margin=margin)
 
     def latest(self) -> StepMetrics | None:
         """The newest step's metrics, or ``None``."""
