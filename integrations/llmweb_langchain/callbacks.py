@@ -9,13 +9,16 @@ who said it and when:
     chain.invoke(x, config={"callbacks": [CollapseCallbackHandler(mon)],
                             "metadata": {"llmweb_agent": "legal", "llmweb_step": 3}})
 
-Attribution (first match wins):
+Attribution and steps follow :mod:`llmweb_langchain.attribution` (first match wins):
 
-* agent: run metadata ``llmweb_agent``; ``lc_agent_name`` (``create_agent(..., name=...)``);
-  ``langgraph_node``; the run's first own tag (LangChain's internal tags such as ``seq:step:2``
-  or ``graph:step:1`` are ignored; ``agent_tags=`` narrows the candidates); ``default_agent``.
-* step: run metadata ``llmweb_step``; ``langgraph_step``; else the monitor's per-agent counter
-  (``0, 1, 2, ...``; all generations of one call share the step).
+* agent: run metadata ``llmweb_agent``; ``lc_agent_name`` (``create_agent(..., name=...)``); in
+  LangGraph the node that called the model, or, when that node is a prebuilt agent's inner node
+  (``agent``, ``model``, ``tools``), the agent graph around it (``create_react_agent(...,
+  name="alpha")`` added as a subgraph node gives ``"alpha"``); the run's first own tag (LangChain's
+  internal tags such as ``seq:step:2`` are ignored; ``agent_tags=`` narrows the candidates);
+  ``default_agent``.
+* step: run metadata ``llmweb_step``; else ``step_by``: ``"invocation"`` (default: each top-level
+  run is the next step, per agent, from 0), ``"langgraph_step"`` or ``"time:<seconds>"``.
 
 Each stored record carries, in its metadata: ``lc_run_id`` (the LangChain run id), ``model`` when
 known, the run's own ``tags``, ``attributed_by`` (which rule named the agent), ``usage`` (the
@@ -46,38 +49,26 @@ from llmweb_plugin.agents import message_text
 from llmweb_plugin.monitor import CollapseMonitor
 from llmweb_plugin.store import RESERVED_METADATA
 
-__all__ = ["AsyncCollapseCallbackHandler", "CollapseCallbackHandler"]
+from .attribution import (
+    AGENT_KEY,
+    GENERIC_WARNING,
+    INNER_NODES,
+    STEP_KEY,
+    Attribution,
+    ChainRun,
+    StepResolver,
+    attribute,
+    enclosing_graph_name,
+    str_keys,
+    user_tags,
+)
+
+__all__ = ["AGENT_KEY", "STEP_KEY", "AsyncCollapseCallbackHandler", "CollapseCallbackHandler"]
 
 logger = logging.getLogger(__name__)
 
-AGENT_KEY = "llmweb_agent"
-STEP_KEY = "llmweb_step"
-_INTERNAL_TAGS = frozenset({"nostream"})
 _USAGE_MAP = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens",
               "total_tokens": "total_tokens"}
-
-
-def _is_internal_tag(tag: str) -> bool:
-    # LangChain/LangGraph/LangSmith bookkeeping: seq:step:N, graph:step:N, map:key:x,
-    # langsmith:hidden, langsmith:nostream, nostream.
-    return ":" in tag or tag in _INTERNAL_TAGS
-
-
-def _user_tags(tags: Sequence[str] | None) -> list[str]:
-    return [t for t in (tags or ()) if isinstance(t, str) and not _is_internal_tag(t)]
-
-
-def _as_step(value: Any) -> int | None:
-    """``value`` as a step (a non-negative int, or its decimal string), else ``None``."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 def _generation_text(gen: Any) -> str:
@@ -129,6 +120,9 @@ class _Translator:
         max_retrieved: int,
         snippet_chars: int,
         max_tracked_runs: int,
+        step_by: str = "invocation",
+        agent_keys: Sequence[str] = (),
+        inner_nodes: Collection[str] = INNER_NODES,
     ) -> None:
         if not isinstance(monitor, CollapseMonitor):
             raise TypeError(
@@ -143,85 +137,96 @@ class _Translator:
             raise ValueError(f"metadata_keys {sorted(bad)} are reserved by llmweb; leave them out")
         if max_tracked_runs < 1:
             raise ValueError(f"max_tracked_runs must be >= 1; got {max_tracked_runs}")
+        self._steps = StepResolver(monitor, step_by, max_tracked_runs=max_tracked_runs)
+        self.step_by = step_by
+        self.agent_keys = str_keys(agent_keys, "agent_keys")
+        self.inner_nodes = frozenset(str_keys(inner_nodes, "inner_nodes"))
         self.monitor = monitor
         self.default_agent = default_agent
         self.agent_tags = None if agent_tags is None else frozenset(agent_tags)
         self.metadata_keys = tuple(metadata_keys)
         self.track_retrieval = bool(track_retrieval)
+        # invocation steps need the top-level run of every model call: follow the chains
+        self.track_chains = self.track_retrieval or self._steps.rule.mode == "invocation"
         self.max_retrieved = int(max_retrieved)
         self.snippet_chars = int(snippet_chars)
         self.max_tracked_runs = int(max_tracked_runs)
         self._lock = threading.Lock()
         self._llm_runs: OrderedDict[UUID, _LLMRun] = OrderedDict()
-        self._roots: OrderedDict[UUID, UUID] = OrderedDict()  # chain run -> top-level run
+        self._chains: OrderedDict[UUID, ChainRun] = OrderedDict()  # chain run -> its place
         self._retrievers: OrderedDict[UUID, _Retrieval] = OrderedDict()
         # top-level run -> agent -> retrieved documents (bounded)
         self._retrieved: OrderedDict[UUID, dict[str, list[dict[str, Any]]]] = OrderedDict()
-        self.evicted = 0
+        self._generic_warned: set[str] = set()
+        self.generic_attributions = 0
+        self._evicted = 0
+
+    @property
+    def evicted(self) -> int:
+        return self._evicted + self._steps.evicted
 
     # ---------------------------------------------------------------- attribution
     def attribute(
-        self, metadata: Mapping[str, Any] | None, tags: Sequence[str] | None
-    ) -> tuple[str, str]:
+        self, metadata: Mapping[str, Any] | None, tags: Sequence[str] | None,
+        parent_run_id: UUID | None = None,
+    ) -> Attribution:
         md = metadata or {}
-        for key in (AGENT_KEY, "lc_agent_name", "langgraph_node"):
-            value = md.get(key)
-            if value is not None and value != "":
-                return str(value), key
-        for tag in tags or ():
-            if not isinstance(tag, str):
-                continue
-            if self.agent_tags is not None:
-                if tag in self.agent_tags:
-                    return tag, "tag"
-            elif not _is_internal_tag(tag):
-                return tag, "tag"
-        return self.default_agent, "default"
+        found = attribute(
+            md, tags, default_agent=self.default_agent, agent_keys=self.agent_keys,
+            agent_tags=self.agent_tags, inner_nodes=self.inner_nodes,
+            graph_name=lambda: self._graph_name(parent_run_id, md.get("langgraph_checkpoint_ns")),
+        )
+        if found.generic:
+            with self._lock:
+                self.generic_attributions += 1
+                first = found.agent not in self._generic_warned
+                self._generic_warned.add(found.agent)
+            if first:
+                logger.warning(GENERIC_WARNING, found.agent, self.monitor.run_id)
+        return found
 
-    def resolve_step(self, metadata: Mapping[str, Any] | None) -> int | None:
-        md = metadata or {}
-        for key in (STEP_KEY, "langgraph_step"):
-            value = md.get(key)
-            if value is None:
-                continue
-            step = _as_step(value)
-            if step is None:
-                self.monitor.count_handler_error(
-                    f"metadata {key!r}",
-                    ValueError(f"{key}={value!r} is not a non-negative integer; "
-                               "the per-agent step counter was used instead"),
-                )
-            return step
-        return None
+    def _graph_name(self, parent_run_id: UUID | None, ns: Any) -> str | None:
+        with self._lock:
+            return enclosing_graph_name(self._chains, parent_run_id, ns)
 
     def _root_of(self, parent_run_id: UUID | None, run_id: UUID) -> UUID:
         if parent_run_id is None:
             return run_id
-        return self._roots.get(parent_run_id, parent_run_id)
+        parent = self._chains.get(parent_run_id)
+        return parent_run_id if parent is None else parent.root
 
     def _bound(self, table: OrderedDict[Any, Any]) -> None:
         while len(table) > self.max_tracked_runs:
             table.popitem(last=False)
-            self.evicted += 1
+            self._evicted += 1
 
     # ---------------------------------------------------------------- chains
-    def chain_start(self, run_id: UUID, parent_run_id: UUID | None) -> None:
+    def chain_start(
+        self, run_id: UUID, parent_run_id: UUID | None, name: Any = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        ns = (metadata or {}).get("langgraph_checkpoint_ns")
         with self._lock:
-            self._roots[run_id] = self._root_of(parent_run_id, run_id)
-            self._bound(self._roots)
+            self._chains[run_id] = ChainRun(
+                root=self._root_of(parent_run_id, run_id), parent=parent_run_id,
+                name=name if isinstance(name, str) else None,
+                ns=ns if isinstance(ns, str) else None,
+            )
+            self._bound(self._chains)
 
     def chain_end(self, run_id: UUID) -> None:
         with self._lock:
-            root = self._roots.pop(run_id, None)
-            if root == run_id or root is None:
+            chain = self._chains.pop(run_id, None)
+            if chain is None or chain.root == run_id:
                 self._retrieved.pop(run_id, None)
+        self._steps.end(run_id)
 
     # ---------------------------------------------------------------- retrievers
     def retriever_start(
         self, run_id: UUID, parent_run_id: UUID | None, tags: Sequence[str] | None,
         metadata: Mapping[str, Any] | None,
     ) -> None:
-        agent, _ = self.attribute(metadata, tags)
+        agent = self.attribute(metadata, tags, parent_run_id).agent
         with self._lock:
             self._retrievers[run_id] = _Retrieval(agent, self._root_of(parent_run_id, run_id))
             self._bound(self._retrievers)
@@ -231,7 +236,7 @@ class _Translator:
             info = self._retrievers.pop(run_id, None)
             # Only keep what a tracked top-level run will clean up at its end (a retriever
             # invoked on its own has no model call to attach its documents to).
-            if info is None or self.max_retrieved == 0 or info.root not in self._roots:
+            if info is None or self.max_retrieved == 0 or info.root not in self._chains:
                 return
             per_root = self._retrieved.get(info.root)
             if per_root is None:
@@ -270,8 +275,11 @@ class _Translator:
         metadata: Mapping[str, Any] | None,
         kwargs: Mapping[str, Any],
     ) -> None:
-        agent, by = self.attribute(metadata, tags)
-        step = self.resolve_step(metadata)
+        found = self.attribute(metadata, tags, parent_run_id)
+        agent, by = found.agent, found.by
+        with self._lock:
+            root = self._root_of(parent_run_id, run_id)
+        step = self._steps.resolve(metadata, root, agent)
         md = metadata or {}
         params = kwargs.get("invocation_params") or {}
         model = (md.get("ls_model_name") or params.get("model") or params.get("model_name")
@@ -280,14 +288,15 @@ class _Translator:
         with self._lock:
             self._llm_runs[run_id] = _LLMRun(
                 agent=agent, step=step, attributed_by=by,
-                model=None if model is None else str(model), tags=_user_tags(tags),
-                root=self._root_of(parent_run_id, run_id), extra=extra,
+                model=None if model is None else str(model), tags=user_tags(tags),
+                root=root, extra=extra,
             )
             self._bound(self._llm_runs)
 
     def llm_error(self, run_id: UUID) -> None:
         with self._lock:
             self._llm_runs.pop(run_id, None)
+        self._steps.end(run_id)  # a model invoked on its own is its own invocation
 
     def llm_end(
         self, response: LLMResult, run_id: UUID, parent_run_id: UUID | None,
@@ -295,11 +304,14 @@ class _Translator:
     ) -> None:
         with self._lock:
             run = self._llm_runs.pop(run_id, None)
-            if run is None:  # no start seen (handler attached mid-run): attribute from tags
-                agent, by = self.attribute(None, tags)
-                run = _LLMRun(agent=agent, step=None, attributed_by=by, model=None,
-                              tags=_user_tags(tags), root=self._root_of(parent_run_id, run_id),
-                              extra={})
+        self._steps.end(run_id)  # a model invoked on its own is its own invocation
+        if run is None:  # no start seen (handler attached mid-run): attribute from tags
+            found = self.attribute(None, tags)
+            with self._lock:
+                root = self._root_of(parent_run_id, run_id)
+            run = _LLMRun(agent=found.agent, step=None, attributed_by=found.by, model=None,
+                          tags=user_tags(tags), root=root, extra={})
+        with self._lock:
             retrieved = list(self._retrieved.get(run.root, {}).get(run.agent, ()))
         gens = [g for row in (response.generations or []) for g in row]
         texts = [_generation_text(g) for g in gens]
@@ -351,8 +363,8 @@ class _Translator:
     @property
     def tracked_runs(self) -> int:
         with self._lock:
-            return (len(self._llm_runs) + len(self._roots) + len(self._retrievers)
-                    + len(self._retrieved))
+            return (len(self._llm_runs) + len(self._chains) + len(self._retrievers)
+                    + len(self._retrieved) + len(self._steps))
 
 
 def _guard(tr: _Translator, where: str, fn: Any, *args: Any) -> None:
@@ -370,13 +382,30 @@ _DOC_ARGS = """
             attribution); by default the run's first tag that is not LangChain bookkeeping.
         metadata_keys: run-metadata keys copied into each record's metadata (e.g.
             ``("session_id",)``); the reserved llmweb keys cannot be used.
-        track_retrieval: follow chain and retriever runs to attach what each agent retrieved.
-            ``False`` skips chain events entirely (lowest overhead).
+        track_retrieval: follow retriever runs to attach what each agent retrieved. ``False``
+            with ``step_by="langgraph_step"`` or ``"time:..."`` skips chain events entirely
+            (lowest overhead, but a ``create_react_agent(..., name=...)`` invoked on its own is
+            then named after its inner node).
         max_retrieved: most retrieved documents kept per agent and top-level run.
         snippet_chars: characters of each retrieved document kept.
         max_tracked_runs: bound on every bookkeeping table (runs that never end, e.g. an
             abandoned stream, cannot grow memory without limit; evictions are counted in
             ``evicted``).
+        step_by: the step when run metadata has no ``llmweb_step``: ``"invocation"`` (each
+            top-level run is the next step of every agent that speaks in it, counted per agent
+            and per monitor from 0), ``"langgraph_step"`` (LangGraph's superstep, else one step
+            per model call) or ``"time:<seconds>"`` (``int(elapsed // seconds)`` since the first
+            handler of the monitor was made).
+        agent_keys: further run-metadata keys that name the agent, checked right after
+            ``llmweb_agent`` (e.g. ``["persona"]`` for a node that passes
+            ``config={"metadata": {"persona": ...}}`` to its model).
+        inner_nodes: node names of prebuilt agent graphs; a model called from one is
+            attributed to the agent graph around it (default ``agent``, ``model``, ``tools``).
+
+    Raises:
+        ValueError: a bad ``step_by``, ``default_agent`` or bound.
+        TypeError: ``monitor`` is not a ``CollapseMonitor``; ``agent_keys`` or ``inner_nodes``
+            is not a list of non-empty strings.
 """
 
 
@@ -398,13 +427,17 @@ class _HandlerMixin:
         max_retrieved: int = 8,
         snippet_chars: int = 200,
         max_tracked_runs: int = 10_000,
+        step_by: str = "invocation",
+        agent_keys: Sequence[str] = (),
+        inner_nodes: Collection[str] = INNER_NODES,
     ) -> None:
         super().__init__()
         self._tr = _Translator(
             monitor, default_agent=default_agent, agent_tags=agent_tags,
             metadata_keys=metadata_keys, track_retrieval=track_retrieval,
             max_retrieved=max_retrieved, snippet_chars=snippet_chars,
-            max_tracked_runs=max_tracked_runs,
+            max_tracked_runs=max_tracked_runs, step_by=step_by, agent_keys=agent_keys,
+            inner_nodes=inner_nodes,
         )
 
     @property
@@ -428,8 +461,18 @@ class _HandlerMixin:
         return self._tr.evicted
 
     @property
+    def step_by(self) -> str:
+        """The step rule for runs without ``llmweb_step``."""
+        return self._tr.step_by
+
+    @property
+    def generic_attributions(self) -> int:
+        """Outputs attributed to a prebuilt agent's inner node name (e.g. ``"agent"``)."""
+        return self._tr.generic_attributions
+
+    @property
     def ignore_chain(self) -> bool:
-        return not self._tr.track_retrieval
+        return not self._tr.track_chains
 
     @property
     def ignore_retriever(self) -> bool:
@@ -449,7 +492,7 @@ class _HandlerMixin:
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(run_id={self._tr.monitor.run_id!r}, "
-                f"default_agent={self._tr.default_agent!r})")
+                f"default_agent={self._tr.default_agent!r}, step_by={self._tr.step_by!r})")
 
 
 class CollapseCallbackHandler(_HandlerMixin, BaseCallbackHandler):
@@ -527,7 +570,8 @@ class CollapseCallbackHandler(_HandlerMixin, BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        _guard(self._tr, "on_chain_start", self._tr.chain_start, run_id, parent_run_id)
+        _guard(self._tr, "on_chain_start", self._tr.chain_start, run_id, parent_run_id,
+               kwargs.get("name") or (serialized or {}).get("name"), kwargs.get("metadata"))
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         _guard(self._tr, "on_chain_end", self._tr.chain_end, run_id)
@@ -617,7 +661,8 @@ class AsyncCollapseCallbackHandler(_HandlerMixin, AsyncCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        _guard(self._tr, "on_chain_start", self._tr.chain_start, run_id, parent_run_id)
+        _guard(self._tr, "on_chain_start", self._tr.chain_start, run_id, parent_run_id,
+               kwargs.get("name") or (serialized or {}).get("name"), kwargs.get("metadata"))
 
     async def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         _guard(self._tr, "on_chain_end", self._tr.chain_end, run_id)

@@ -63,6 +63,8 @@ def collapse_monitor(
     agent_tags: Collection[str] | None = None,
     metadata_keys: Sequence[str] = (),
     track_retrieval: bool = True,
+    step_by: str = "invocation",
+    agent_keys: Sequence[str] = (),
     **monitor_kwargs: Any,
 ) -> Iterator[CollapseMonitor]:
     """Monitor every LangChain run started inside the block; yields the monitor.
@@ -74,13 +76,15 @@ def collapse_monitor(
         store: the :class:`~llmweb_plugin.WebStore` for a new monitor; ``None`` makes an
             in-memory one (it stays open after the block: read it via ``monitor.store``).
         run_id: the new monitor's run id.
-        default_agent, agent_tags, metadata_keys, track_retrieval: options of the
-            :class:`~llmweb_langchain.CollapseCallbackHandler` that is installed.
+        default_agent, agent_tags, metadata_keys, track_retrieval, step_by, agent_keys:
+            options of the :class:`~llmweb_langchain.CollapseCallbackHandler` that is
+            installed (``step_by="invocation"``: each top-level run is the next step).
         **monitor_kwargs: further :class:`~llmweb_plugin.CollapseMonitor` options for a new
             monitor.
 
     Raises:
-        ValueError: ``monitor`` together with ``store``, ``run_id`` or monitor options.
+        ValueError: ``monitor`` together with ``store``, ``run_id`` or monitor options; a bad
+            ``step_by``.
 
     Example:
         >>> import llmweb_plugin as lw
@@ -92,21 +96,27 @@ def collapse_monitor(
         >>> [(r.agent, r.step, r.text) for r in mon.store.records("ctx")]
         [('tax', 0, 'Tax law changed in 2024.')]
     """
+    if monitor is not None and (store is not None or run_id is not None or monitor_kwargs):
+        raise ValueError(
+            "collapse_monitor(monitor, ...) uses the given monitor as is; pass store=, run_id= "
+            "or monitor options only when collapse_monitor should create the monitor"
+        )
     own = monitor is None
     if own:
         if store is None:
             store = WebStore(":memory:")
         monitor = CollapseMonitor(store, run_id, **monitor_kwargs)
-    elif store is not None or run_id is not None or monitor_kwargs:
-        raise ValueError(
-            "collapse_monitor(monitor, ...) uses the given monitor as is; pass store=, run_id= "
-            "or monitor options only when collapse_monitor should create the monitor"
-        )
     assert monitor is not None
-    handler = CollapseCallbackHandler(
-        monitor, default_agent=default_agent, agent_tags=agent_tags,
-        metadata_keys=metadata_keys, track_retrieval=track_retrieval,
-    )
+    try:
+        handler = CollapseCallbackHandler(
+            monitor, default_agent=default_agent, agent_tags=agent_tags,
+            metadata_keys=metadata_keys, track_retrieval=track_retrieval, step_by=step_by,
+            agent_keys=agent_keys,
+        )
+    except BaseException:
+        if own:  # a bad option must not leave the monitor we made running
+            monitor.close()
+        raise
     depth = _depth.get()
     var = _handler_var(depth)
     active = _active.get()

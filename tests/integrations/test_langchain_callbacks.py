@@ -118,7 +118,7 @@ def test_agent_tags_option_and_inherited_tags(monitor):
 
 
 def test_step_sources_and_per_agent_counter(monitor, check_history):
-    h = CollapseCallbackHandler(monitor)
+    h = CollapseCallbackHandler(monitor, step_by="langgraph_step")  # the per-call counter
     model = fake(*[f"text {i}" for i in range(7)])
 
     def call(md):

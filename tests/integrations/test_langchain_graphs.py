@@ -36,18 +36,18 @@ def test_create_agent_agents_with_names(monitor, check_history):
         for name, agent in agents.items():
             out = agent.invoke({"messages": [("user", "status?")]}, config={"callbacks": [h]})
             assert out["messages"][-1].content.startswith(name)
-    # each invocation's model node runs at langgraph_step 1: both answers land in step 1
+    # step_by="invocation" (default): an agent's n-th invocation is its step n-1
     assert records(monitor) == [
-        ("finance", 1, "finance answer one", "lc_agent_name"),
+        ("finance", 0, "finance answer one", "lc_agent_name"),
+        ("hr", 0, "hr answer one", "lc_agent_name"),
+        ("legal", 0, "legal answer one", "lc_agent_name"),
         ("finance", 1, "finance answer two", "lc_agent_name"),
-        ("hr", 1, "hr answer one", "lc_agent_name"),
         ("hr", 1, "hr answer two", "lc_agent_name"),
-        ("legal", 1, "legal answer one", "lc_agent_name"),
         ("legal", 1, "legal answer two", "lc_agent_name"),
     ]
-    assert [r.index for r in monitor.records()] == [0, 1] * 3
+    assert [r.index for r in monitor.records()] == [0] * 6
     hist = check_history(monitor)
-    assert [(m.step, m.n_agents, m.n_records) for m in hist] == [(1, 3, 6)]
+    assert [(m.step, m.n_agents, m.n_records) for m in hist] == [(0, 3, 3), (1, 3, 3)]
     assert h.tracked_runs == 0
 
 
@@ -85,7 +85,7 @@ def _graph(model_a, model_b, *, async_b: bool):
 
 
 def test_state_graph_sync_nodes(monitor, check_history):
-    h = CollapseCallbackHandler(monitor)
+    h = CollapseCallbackHandler(monitor, step_by="langgraph_step")
     app = _graph(fake("alpha 1", "alpha 2"), fake("beta 1", "beta 2"), async_b=False)
     for _ in range(2):
         app.invoke({"messages": [("user", "q")]}, config={"callbacks": [h]})
@@ -99,7 +99,7 @@ def test_state_graph_sync_nodes(monitor, check_history):
 
 
 async def test_state_graph_async_graph_with_sync_and_async_node(monitor, check_history):
-    h = AsyncCollapseCallbackHandler(monitor)
+    h = AsyncCollapseCallbackHandler(monitor, step_by="langgraph_step")
     app = _graph(fake("alpha async-graph"), fake("beta async-node"), async_b=True)
     out = await app.ainvoke({"messages": [("user", "q")]}, config={"callbacks": [h]})
     assert [m.content for m in out["messages"]][-2:] == ["alpha async-graph", "beta async-node"]
@@ -111,7 +111,7 @@ async def test_state_graph_async_graph_with_sync_and_async_node(monitor, check_h
 
 def test_parallel_nodes_share_a_step(monitor, check_history):
     """Fan-out: three departments answer in the same superstep -> one step, three agents."""
-    h = CollapseCallbackHandler(monitor)
+    h = CollapseCallbackHandler(monitor, step_by="langgraph_step")
     models = {n: fake(f"{n} thinks rates will rise", f"{n} thinks rates will fall")
               for n in ("legal", "finance", "hr")}
 
@@ -139,7 +139,7 @@ def test_parallel_nodes_share_a_step(monitor, check_history):
 
 
 def test_graph_streaming(monitor):
-    h = CollapseCallbackHandler(monitor)
+    h = CollapseCallbackHandler(monitor, step_by="langgraph_step")
     app = _graph(fake("streamed alpha text"), fake("streamed beta text"), async_b=False)
     tokens = [chunk.content for chunk, meta in app.stream(
         {"messages": [("user", "q")]}, config={"callbacks": [h]}, stream_mode="messages")]
