@@ -27,13 +27,8 @@ import time
 
 import numpy as np
 
-from llmweb_plugin.trend import (
-    _ols_hac,
-    _t_quantile,
-    collapse_trend,
-    collapse_trends,
-    window_means,
-)
+from llmweb_plugin.trend import collapse_trend, collapse_trends, window_means
+from llmweb_plugin.trend._hac import _ols_hac, _t_quantile
 
 N_STEPS = 30
 

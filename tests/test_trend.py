@@ -12,18 +12,14 @@ import llmweb_plugin as lw
 from llmweb_plugin.metrics import StepMetrics
 from llmweb_plugin.trend import (
     MIN_STEPS,
-    _bandwidth,
-    _late_lrv,
-    _null_len,
-    _ols_hac,
-    _t_abs_cdf,
-    _t_quantile,
     collapse_trend,
     collapse_trends,
     collapse_verdict,
     pooled_trend,
     window_means,
 )
+from llmweb_plugin.trend._hac import _bandwidth, _late_lrv, _ols_hac, _t_abs_cdf, _t_quantile
+from llmweb_plugin.trend._null import _null_len
 
 N = 30
 
