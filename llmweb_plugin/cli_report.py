@@ -194,7 +194,7 @@ def save_run_settings(store: WebStore, run_id: str, settings: Mapping[str, Any])
     """
     from qdrant_client import models
 
-    from .report_data import jsonable
+    from .report import jsonable
 
     flt = _seed_zero_filter(run_id)
     n = store.client.count(store.collection, count_filter=flt, exact=True).count

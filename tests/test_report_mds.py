@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from llmweb_plugin.mds import classical_mds, classical_mds_full
+from llmweb_plugin.report.mds import classical_mds, classical_mds_full
 
 
 def _pairwise(Y: np.ndarray) -> np.ndarray:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .mds import classical_mds_full
-from .metrics import distinct_n, mean_cosine_distance, spread, step_metrics, vendi_score
-from .store import KINDS, WEB_KINDS, Record, WebStore
+from ..metrics import distinct_n, mean_cosine_distance, spread, step_metrics, vendi_score
+from ..store import KINDS, WEB_KINDS, Record, WebStore
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .monitor import CollapseMonitor
+    from ..monitor import CollapseMonitor
 
 __all__ = ["RATIO_RULE", "SERIES", "FirstLastRatio", "RunReport", "build_run", "first_last_ratio",
            "jsonable"]

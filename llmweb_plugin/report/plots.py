@@ -16,7 +16,7 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-    from .report import DiversityReport, RunReport
+    from .diversity import DiversityReport, RunReport
 
 __all__ = ["caption", "figures"]
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .report_plots import caption
+from .plots import caption
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .report import DiversityReport, RunReport
+    from .diversity import DiversityReport, RunReport
 
 __all__ = ["CSP", "md_escape", "render_html", "render_markdown"]
 
@@ -195,7 +195,7 @@ def _examples_html(run: RunReport) -> str:
 
 def render_html(rep: DiversityReport) -> str:
     """The report as one self-contained HTML page (a string)."""
-    from . import __version__
+    from .. import __version__
 
     figs = rep.figures()
     h: list[str] = [
@@ -294,7 +294,7 @@ def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def render_markdown(rep: DiversityReport, path: Path) -> str:
     """The report as Markdown; writes the plots as PNG files into ``<stem>_files/``."""
-    from . import __version__
+    from .. import __version__
 
     figs = rep.figures()
     folder = path.parent / f"{path.stem}_files"

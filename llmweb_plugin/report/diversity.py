@@ -47,11 +47,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .report_data import SERIES, RunReport, build_run, jsonable
-from .store import KINDS, WebStore
+from .data import SERIES, RunReport, build_run, jsonable
+from ..store import KINDS, WebStore
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .monitor import CollapseMonitor
+    from ..monitor import CollapseMonitor
 
 __all__ = ["SCHEMA", "DiversityReport", "RunReport", "jsonable"]
 
@@ -199,7 +199,7 @@ class DiversityReport:
             settings: settings shown for the run(s).
             groups, n_examples, mitigation_keys, max_mds_points, title: as in :meth:`from_store`.
         """
-        from .monitor import CollapseMonitor
+        from ..monitor import CollapseMonitor
 
         if isinstance(monitor, CollapseMonitor):
             mons = [monitor]
@@ -241,7 +241,7 @@ class DiversityReport:
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """The report's numbers as a JSON-ready dict (NaN -> ``None``); also written if ``path``."""
-        from . import __version__
+        from .. import __version__
 
         data = jsonable({
             "schema": SCHEMA,
@@ -263,7 +263,7 @@ class DiversityReport:
         Raises:
             ImportError: matplotlib is missing (``pip install 'llmweb-plugin[report]'``).
         """
-        from .report_render import render_html
+        from .render_html import render_html
 
         page = render_html(self)
         if path is not None:
@@ -276,7 +276,7 @@ class DiversityReport:
         Returns:
             The Markdown text.
         """
-        from .report_render import render_markdown
+        from .render_html import render_markdown
 
         p = Path(path)
         text = render_markdown(self, p)
@@ -285,7 +285,7 @@ class DiversityReport:
 
     def figures(self) -> dict[str, bytes]:
         """The report's plots as PNG bytes, by name."""
-        from .report_plots import figures
+        from .plots import figures
 
         if self._figures is None:
             self._figures = figures(self)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import distance_matrix
+from ..metrics import distance_matrix
 
 __all__ = ["MDSResult", "classical_mds", "classical_mds_full"]
 
