@@ -193,7 +193,7 @@ def metric_table(history: Sequence[Mapping[str, Any]]) -> str:
 
 def _summary(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """First-vs-last norm summary by the report's own rule (:func:`first_last_ratio`)."""
-    from .report_data import RATIO_RULE, first_last_ratio
+    from .report import RATIO_RULE, first_last_ratio
 
     r = first_last_ratio([h.get("norm") for h in history])
     return {"window": r.window, "first_mean_norm": r.first_mean, "last_mean_norm": r.last_mean,

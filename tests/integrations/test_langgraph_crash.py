@@ -82,7 +82,7 @@ ZYGOTE += textwrap.dedent('''
     import langchain_core.tracers.context, langchain_core.tracers.run_collector
     import langchain_core.tracers.stdout, numpy.random, portalocker, sqlite3
     import llmweb_langgraph, llmweb_plugin.agents, llmweb_plugin.cli_run, llmweb_plugin.seeds
-    import llmweb_plugin.report_data
+    import llmweb_plugin.report
 
     lw_store.default_embedder = HashEmbedder
     root, points, run = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
