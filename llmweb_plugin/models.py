@@ -68,6 +68,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -102,6 +103,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 __all__ = [
     "DEFAULT_MODEL",
+    "MIN_SENTENCE_CHARS",
     "MODELS",
     "PERSONAS",
     "LoadedModel",
@@ -110,6 +112,7 @@ __all__ = [
     "ModelNotInstalledError",
     "default_cache_root",
     "find_package_dir",
+    "first_sentence_end",
     "load_local_model",
     "local_agents",
     "local_chat_model",
@@ -542,6 +545,95 @@ def _role(message: BaseMessage) -> str:
     return "user"
 
 
+#: A sentence end: ``.``, ``!`` or ``?`` (repeats allowed), closing quotes or brackets, then white
+#: space. The white space is required so that ``3.5`` or ``$1.2 trillion`` is not cut.
+_SENTENCE_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s)")
+#: Words whose trailing period is not a sentence end.
+_ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "st", "u.s",
+                            "u.k", "approx", "inc", "no"})
+#: A sentence end within the first characters of an answer does not count ("1. ", "Sure! ").
+MIN_SENTENCE_CHARS = 16
+
+
+def first_sentence_end(text: str, *, at_end: bool = False,
+                       min_chars: int = MIN_SENTENCE_CHARS) -> int | None:
+    """Index just past the first sentence's end in ``text``, or None if no sentence ended yet.
+
+    A sentence ends at ``.``, ``!`` or ``?`` (with any closing quotes or brackets) followed by
+    white space, at least ``min_chars`` characters into the (left-stripped) text, and not after
+    a common abbreviation (``e.g.``, ``U.S.``...). With ``at_end=True`` the end of ``text``
+    also counts as white space (the answer is complete).
+
+    Args:
+        text: the text generated so far.
+        at_end: whether ``text`` is complete.
+        min_chars: sentence ends before this many characters are ignored.
+
+    Returns:
+        The cut position in ``text`` (exclusive), or None.
+
+    Example:
+        >>> t = "Bitcoin may reach $1.5 trillion. Or not."
+        >>> t[: first_sentence_end(t)]
+        'Bitcoin may reach $1.5 trillion.'
+        >>> first_sentence_end("Bitcoin will keep rising.") is None
+        True
+        >>> first_sentence_end("Bitcoin will keep rising.", at_end=True)
+        25
+    """
+    lead = len(text) - len(text.lstrip())
+    probe = text + " " if at_end else text
+    for m in _SENTENCE_END.finditer(probe, lead + min_chars):
+        word = probe[lead:m.start()].rsplit(None, 1)[-1].lower() if m.start() > lead else ""
+        if m.group().startswith(".") and word.lstrip("(\"'") in _ABBREVIATIONS:
+            continue
+        return min(m.end(), len(text))
+    return None
+
+
+def _sentence_stopper(tokenizer: Any, prompt_len: int, min_chars: int) -> Any:
+    """A ``transformers`` stopping criterion: each row stops after its first sentence."""
+    from transformers import StoppingCriteria
+
+    class _FirstSentence(StoppingCriteria):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            import torch
+
+            done = [
+                first_sentence_end(
+                    tokenizer.decode(row[prompt_len:], skip_special_tokens=True),
+                    min_chars=min_chars,
+                ) is not None
+                for row in input_ids.tolist()
+            ]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return _FirstSentence()
+
+
+def _generate_rows(lm: Any, enc: Mapping[str, Any], gen_kwargs: dict[str, Any]) -> Any:
+    """``lm.generate`` for one prompt, reading the prompt once for all its sampled answers.
+
+    ``generate(num_return_sequences=n)`` copies the prompt n times and runs the model over all
+    n copies; here the prompt (but its last token) is read once, its key/value cache is copied
+    to n rows and generation continues from there: the same n samples at a fraction of the
+    prompt's cost (the prompt is most of the tokens a web step reads).
+    """
+    n = int(gen_kwargs.get("num_return_sequences") or 1)
+    ids = enc["input_ids"]
+    if n == 1 or ids.shape[1] < 2:
+        return lm.generate(**enc, **gen_kwargs)
+    from transformers import DynamicCache
+
+    mask = enc["attention_mask"]
+    cache = DynamicCache(config=lm.config)
+    lm(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], cache=cache, use_cache=True)
+    cache.batch_repeat_interleave(n)
+    kwargs = {**gen_kwargs, "num_return_sequences": 1}
+    return lm.generate(input_ids=ids.repeat(n, 1), attention_mask=mask.repeat(n, 1),
+                       cache=cache, **kwargs)
+
+
 def _truncate_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
     if not stop:
         return text, False
@@ -551,7 +643,7 @@ def _truncate_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]
     return text[: min(cuts)], True
 
 
-_CALL_OPTIONS = ("n", "temperature", "top_p", "max_new_tokens")
+_CALL_OPTIONS = ("n", "temperature", "top_p", "max_new_tokens", "stop_at_sentence_end")
 
 
 class LocalChatModel(BaseChatModel):
@@ -582,6 +674,9 @@ class LocalChatModel(BaseChatModel):
     """With a seed, call k samples with ``torch.manual_seed(seed + k)`` (reproducible)."""
     n: int = 1
     """Answers per call (all in one batched generate)."""
+    stop_at_sentence_end: bool = False
+    """End each answer at its first sentence end (see :func:`first_sentence_end`): the
+    generation of a row stops there and the text is cut there (``finish_reason`` ``"stop"``)."""
     cache_dir: str | None = None
     """Folder holding model caches; default :func:`default_cache_root`."""
 
@@ -601,6 +696,7 @@ class LocalChatModel(BaseChatModel):
             "max_new_tokens": self.max_new_tokens,
             "seed": self.seed,
             "n": self.n,
+            "stop_at_sentence_end": self.stop_at_sentence_end,
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -641,6 +737,9 @@ class LocalChatModel(BaseChatModel):
             max_new_tokens=opts["max_new_tokens"],
             n=opts["n"],
         )
+        if not isinstance(opts["stop_at_sentence_end"], bool):
+            raise TypeError(f"stop_at_sentence_end must be True or False, got "
+                            f"{opts['stop_at_sentence_end']!r}")
         return opts
 
     @staticmethod
@@ -725,6 +824,13 @@ class LocalChatModel(BaseChatModel):
             )
         if stop:
             gen_kwargs.update(stop_strings=list(stop), tokenizer=tokenizer)
+        one_sentence = bool(opts["stop_at_sentence_end"])
+        if one_sentence:
+            from transformers import StoppingCriteriaList
+
+            gen_kwargs["stopping_criteria"] = StoppingCriteriaList(
+                [_sentence_stopper(tokenizer, prompt_len, MIN_SENTENCE_CHARS)]
+            )
 
         with _GENERATE_LOCK:
             call_index = self._call_index
@@ -734,22 +840,32 @@ class LocalChatModel(BaseChatModel):
                 if self.seed is not None:
                     with torch.random.fork_rng(devices=[]):
                         torch.manual_seed(self.seed + call_index)
-                        out = lm.generate(**enc, **gen_kwargs)
+                        out = _generate_rows(lm, enc, gen_kwargs)
                 else:
-                    out = lm.generate(**enc, **gen_kwargs)
+                    out = _generate_rows(lm, enc, gen_kwargs)
             seconds = time.perf_counter() - start
 
         rows = out[:, prompt_len:].tolist()
         if greedy and n > 1:
             rows = rows * n
         eos = set(loaded.eos_token_ids)
+        pad = tokenizer.pad_token_id
         generations: list[ChatGeneration] = []
         total_out = 0
         for index, row in enumerate(rows):
             end = next((i for i, tok in enumerate(row) if tok in eos), None)
             produced = row if end is None else row[: end + 1]
+            if one_sentence and end is None and pad is not None:
+                # a row stopped by the sentence criterion is padded while the others go on
+                while len(produced) > 1 and produced[-1] == pad:
+                    produced = produced[:-1]
             text = tokenizer.decode(row if end is None else row[:end], skip_special_tokens=True)
             text, stopped = _truncate_at_stop(text, stop)
+            if one_sentence:
+                cut = first_sentence_end(text, at_end=True)
+                if cut is not None:  # a complete first sentence: the answer ended as asked
+                    stopped = True
+                    text = text[:cut]
             finish = "stop" if (end is not None or stopped) else "length"
             out_tokens = len(produced)
             total_out += out_tokens
@@ -884,6 +1000,7 @@ def local_chat_model(
     max_new_tokens: int = 48,
     seed: int | None = None,
     n: int = 1,
+    stop_at_sentence_end: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> LocalChatModel:
     """A LangChain chat model running a small local model offline on the CPU.
@@ -900,6 +1017,8 @@ def local_chat_model(
         max_new_tokens: upper bound on generated tokens per answer, ``>= 1``.
         seed: makes outputs depend only on (seed, call index); None uses torch's global state.
         n: default number of answers per call.
+        stop_at_sentence_end: end each answer at its first sentence end (generation stops
+            there; see :func:`first_sentence_end`).
         cache_dir: folder holding model caches; default :func:`default_cache_root`.
 
     Returns:
@@ -914,6 +1033,8 @@ def local_chat_model(
         ('smollm2-135m', 0.7, 1)
     """
     _validate(model=model, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, n=n)
+    if not isinstance(stop_at_sentence_end, bool):
+        raise TypeError(f"stop_at_sentence_end must be True or False, got {stop_at_sentence_end!r}")
     return LocalChatModel(
         model=model,
         system_prompt=system_prompt,
@@ -922,6 +1043,7 @@ def local_chat_model(
         max_new_tokens=max_new_tokens,
         seed=seed,
         n=n,
+        stop_at_sentence_end=stop_at_sentence_end,
         cache_dir=None if cache_dir is None else os.fspath(cache_dir),
     )
 
@@ -931,6 +1053,7 @@ def local_agents(
     *,
     temperatures: Sequence[float] = (0.7, 0.9, 1.0),
     seed: int | None = 0,
+    stop_at_sentence_end: bool = True,
     **kw: Any,
 ) -> dict[str, LocalChatModel]:
     """Distinct agents from one small model: a persona and a temperature each.
@@ -943,6 +1066,9 @@ def local_agents(
         n: number of agents, ``>= 1``.
         temperatures: temperatures to cycle through.
         seed: base seed, or None for torch's global state.
+        stop_at_sentence_end: end each answer at its first sentence (default True: a web's
+            agents are asked for one sentence, and a batch of answers then costs the longest
+            first sentence instead of ``max_new_tokens`` tokens).
         **kw: passed to :func:`local_chat_model` (``model``, ``top_p``, ``max_new_tokens``,
             ``cache_dir``, ...), except ``system_prompt``/``temperature``/``seed``.
 
@@ -974,6 +1100,7 @@ def local_agents(
             system_prompt=PERSONAS[persona],
             temperature=temps[i % len(temps)],
             seed=None if seed is None else seed + 1_000_003 * i,
+            stop_at_sentence_end=stop_at_sentence_end,
             **kw,
         )
         chat.name = name
