@@ -4,7 +4,7 @@ Instant fake agents (n = 3, L = 40: 120 responses + 3 posts per step), so what i
 orchestration: retrieval from Qdrant, recording through the monitor, the metric read-back, and,
 for the graph, LangGraph's supersteps, ``Send`` fan-out, thread pool and checkpointing.
 
-Baseline: :func:`llmweb_plugin.dynamics.run_web`, the same core pieces in a sequential loop,
+Baseline: :func:`llmweb_plugin.web.run_web`, the same core pieces in a sequential loop,
 measured in the same run on the same kind of store. Two embedders: a hashing embedder (no model:
 the pure orchestration cost) and the real all-MiniLM-L6-v2 (what a user pays per step besides
 the models themselves).
@@ -27,7 +27,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 import llmweb_plugin as lw
 from llmweb_langgraph import create_web_graph
-from llmweb_plugin.dynamics import run_web
+from llmweb_plugin.web import run_web
 
 N_AGENTS, L = 3, 40
 

@@ -23,8 +23,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 import llmweb_plugin as lw
 from llmweb_langgraph import create_web_graph
-from llmweb_plugin.agents import EchoAgent
-from llmweb_plugin.seeds import CRYPTO_SEEDS
+from llmweb_plugin.web import CRYPTO_SEEDS, EchoAgent
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from llmweb_langchain import collapse_monitor
 
 import llmweb_plugin as lw
-from llmweb_plugin.agents import EchoAgent
+from llmweb_plugin.web import EchoAgent
 
 QUESTION = "What should the company focus on next quarter?"
 FIRST_MEMOS = [

@@ -34,7 +34,7 @@ from llama_index.core.llms.callbacks import llm_completion_callback
 from llmweb_llamaindex import instrument
 
 import llmweb_plugin as lw
-from llmweb_plugin.agents import EchoAgent
+from llmweb_plugin.web import EchoAgent
 
 QUESTION = "What should the company focus on next quarter?"
 HANDBOOK = [

@@ -26,7 +26,6 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from llmweb_langgraph import create_web_graph
 
 import llmweb_plugin as lw
-from llmweb_plugin.agents import EchoAgent
 from llmweb_plugin.experiment import (
     DEMO_EXTERNAL_POSTS,
     DEMO_HUMAN_POSTS,
@@ -34,8 +33,14 @@ from llmweb_plugin.experiment import (
     default_gmm_arms,
     run_gmm_experiment,
 )
-from llmweb_plugin.mitigations import ExternalInjection, HumanSampling, JsonlSink, PromptVariation
 from llmweb_plugin.proxies import InteractingGMMWeb
+from llmweb_plugin.web import EchoAgent
+from llmweb_plugin.web.mitigations import (
+    ExternalInjection,
+    HumanSampling,
+    JsonlSink,
+    PromptVariation,
+)
 
 
 def gmm_part(out: Path) -> None:

@@ -138,7 +138,7 @@ def _run_web(args: argparse.Namespace, names: list[str], out: Path) -> Any:
                                    external=args.external, human_rate=args.human_rate)
     (out / "review").mkdir(parents=True, exist_ok=True)
     if args.fake:
-        from .agents import EchoAgent
+        from .web import EchoAgent
 
         def agents_factory(seed: int) -> dict[str, Any]:
             return {f"agent{i}": EchoAgent(f"agent{i}", seed=seed)

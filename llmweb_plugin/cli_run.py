@@ -151,7 +151,7 @@ def _build_agents(settings: Mapping[str, Any]) -> dict[str, Any]:
         return agents
     n = int(settings["n_agents"])
     if settings.get("fake"):
-        from .agents import EchoAgent
+        from .web import EchoAgent
 
         return {f"echo-{i + 1}": EchoAgent(f"echo-{i + 1}", seed=int(settings["seed"]))
                 for i in range(n)}
@@ -243,7 +243,7 @@ def _write_results(out_dir: Path, run_id: str, settings: Mapping[str, Any],
 
 # ---------------------------------------------------------------------- the command
 def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    from .dynamics import PAPER_QUERY
+    from .web import PAPER_QUERY
 
     L = args.responses if args.responses is not None else (
         PAPER_RESPONSES if args.paper else DEFAULT_RESPONSES)

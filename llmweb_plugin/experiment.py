@@ -18,10 +18,10 @@ Two proxies, one result type (:class:`ExperimentResult`):
   * **human sampling** (an *analogue*): the cumulative number of the agents' points replaced by
     draws from a fixed "human" mixture (``human_weights``, default uniform) through step ``t`` is
     exactly ``floor(human_rate * points generated)``, the replaced points chosen uniformly among
-    the step's new points (the web's :class:`~llmweb_plugin.mitigations.HumanSampling` with a
+    the step's new points (the web's :class:`~llmweb_plugin.web.mitigations.HumanSampling` with a
     reviewer who rewrites every sampled post).
 
-- :func:`run_web_experiment` runs the LLM web itself (:func:`llmweb_plugin.dynamics.run_web`,
+- :func:`run_web_experiment` runs the LLM web itself (:func:`llmweb_plugin.web.run_web`,
   the same steps and records as ``llmweb_langgraph.create_web_graph``) per arm and seed into one
   store, with run ids ``exp-<arm>-s<seed>``, and reads the monitor's per-step history.
 
@@ -62,7 +62,7 @@ from numpy.typing import ArrayLike
 from .metrics import collapse_norm
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .hooks import WebHook
+    from .web import WebHook
     from .proxies import InteractingGMMWeb
     from .store import WebStore
 
@@ -711,14 +711,14 @@ def run_web_experiment(
 ) -> ExperimentResult:
     """The LLM web with and without each mitigation, over seeds, into one store.
 
-    Each (arm, seed) runs :func:`llmweb_plugin.dynamics.run_web` (the steps and records of
+    Each (arm, seed) runs :func:`llmweb_plugin.web.run_web` (the steps and records of
     ``llmweb_langgraph.create_web_graph``, without checkpointing) with ``rng=seed``, run id
     ``exp-<arm>-s<seed>``, a fresh monitor, and the arm's hooks as ``mitigations``.
 
     Args:
         agents_factory: ``seed -> {name: agent}`` (fresh agents per run, e.g. seeded models).
         arms: ``{name: hooks}``, hooks being a sequence of
-            :class:`~llmweb_plugin.hooks.WebHook` or a factory ``seed -> hooks`` (use a factory
+            :class:`~llmweb_plugin.web.WebHook` or a factory ``seed -> hooks`` (use a factory
             for stateful hooks such as a review queue per run). The first arm is the baseline
             unless ``baseline`` says otherwise.
         store: the shared :class:`~llmweb_plugin.store.WebStore` (all runs go there).
@@ -739,7 +739,7 @@ def run_web_experiment(
         An :class:`ExperimentResult` (``steps = 1..T``, secondary ``mean_cosine_distance``,
         series ``synthetic_fraction``, ``injected``, ``sampled``) with ``run_ids``.
     """
-    from .dynamics import run_web
+    from .web import run_web
     from .monitor import CollapseMonitor
 
     order, base = _check_arms(arms, baseline)
@@ -936,19 +936,19 @@ def default_web_arms(
     """The demo arms of the web proxy and their descriptions.
 
     - ``none``: no hook;
-    - ``injection``: :class:`~llmweb_plugin.mitigations.ExternalInjection` of ``n_agents``
+    - ``injection``: :class:`~llmweb_plugin.web.mitigations.ExternalInjection` of ``n_agents``
       documents per step (half the new web documents), from ``external`` (default
       :data:`DEMO_EXTERNAL_POSTS`, sequential);
-    - ``variation``: :class:`~llmweb_plugin.mitigations.PromptVariation` rotating
+    - ``variation``: :class:`~llmweb_plugin.web.mitigations.PromptVariation` rotating
       ``personas``, ``query_templates`` and ``temperatures``;
-    - ``human``: :class:`~llmweb_plugin.mitigations.HumanSampling` at ``human_rate`` into a
+    - ``human``: :class:`~llmweb_plugin.web.mitigations.HumanSampling` at ``human_rate`` into a
       JSONL queue per run under ``review_dir``, with a reviewer that replaces every sampled post
       by the next of ``human_posts`` (default :data:`DEMO_HUMAN_POSTS`).
 
     Returns:
         ``(arms, notes)``: ``{name: seed -> hooks}`` and ``{name: description}``.
     """
-    from .mitigations import ExternalInjection, HumanSampling, JsonlSink, PromptVariation
+    from .web.mitigations import ExternalInjection, HumanSampling, JsonlSink, PromptVariation
 
     ext = DEMO_EXTERNAL_POSTS if external is None else external
     pool = tuple(DEMO_HUMAN_POSTS if human_posts is None else human_posts)

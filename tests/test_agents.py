@@ -17,9 +17,10 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import RunnableLambda
 
-from llmweb_plugin.agents import (
+from llmweb_plugin.web import (
     AgentAnswer,
     AgentError,
+    AgentRequest,
     CallableResponder,
     ChatModelResponder,
     EchoAgent,
@@ -27,9 +28,8 @@ from llmweb_plugin.agents import (
     RunnableResponder,
     as_responder,
     message_text,
-    normalise_answer,
 )
-from llmweb_plugin.hooks import AgentRequest
+from llmweb_plugin.web.agents import normalise_answer
 
 REQ = AgentRequest(agent="a", step=2, query="Why?", context=("one", "two"))
 

@@ -8,10 +8,15 @@ import numpy as np
 import pytest
 
 import llmweb_plugin as lw
-from llmweb_plugin.agents import AgentError, EchoAgent
-from llmweb_plugin.dynamics import (
+from llmweb_plugin.testing import brute_force_collapse_norm
+from llmweb_plugin.web import (
+    CRYPTO_SEEDS,
     PAPER_QUERY,
+    AgentError,
+    AgentRequest,
+    EchoAgent,
     WebConfig,
+    WebHook,
     derive_rng,
     k_for,
     make_config,
@@ -19,12 +24,10 @@ from llmweb_plugin.dynamics import (
     query_vector_for,
     resolve_seed,
     run_web,
+    seed_texts,
     small_world,
     visible_web,
 )
-from llmweb_plugin.hooks import AgentRequest, WebHook
-from llmweb_plugin.seeds import CRYPTO_SEEDS, seed_texts
-from llmweb_plugin.testing import brute_force_collapse_norm
 
 SEEDS = [f"Seed post number {i} about Bitcoin and markets." for i in range(10)]
 
@@ -436,7 +439,7 @@ class _Counting:
     """Answers with token usage, like a chat model reporting ``usage_metadata``."""
 
     def respond(self, request, n, *, config=None):
-        from llmweb_plugin.agents import AgentAnswer
+        from llmweb_plugin.web import AgentAnswer
 
         return AgentAnswer(texts=("",) + tuple(f"answer {i}" for i in range(1, n)),
                            usage={"input_tokens": 10, "output_tokens": 4 * n})

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import llmweb_plugin as lw
-from llmweb_plugin.agents import EchoAgent
 from llmweb_plugin.experiment import (
     DEMO_EXTERNAL_POSTS,
     GMMArm,
@@ -20,8 +19,9 @@ from llmweb_plugin.experiment import (
     run_web_experiment,
     simulate_gmm_arm,
 )
-from llmweb_plugin.mitigations import ExternalInjection
 from llmweb_plugin.proxies import GMMInjection, InteractingGMMWeb
+from llmweb_plugin.web import EchoAgent
+from llmweb_plugin.web.mitigations import ExternalInjection
 
 FIG4 = InteractingGMMWeb()  # n=3, B=2 at +-5, beta 0.5, L=3
 FIG6 = dataclasses.replace(FIG4, means=tuple((float(x),) for x in range(-5, 6)))

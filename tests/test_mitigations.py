@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import llmweb_plugin as lw
-from llmweb_plugin.hooks import AgentRequest
-from llmweb_plugin.mitigations import (
+from llmweb_plugin.web import AgentRequest
+from llmweb_plugin.web.mitigations import (
     ExternalInjection,
     HumanSampling,
     JsonlSink,

@@ -94,8 +94,8 @@ def test_report_on_a_run_recorded_by_the_langchain_callback(store) -> None:
 def test_report_on_a_run_of_the_agent_web(store) -> None:
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from llmweb_plugin.agents import EchoAgent
-    from llmweb_plugin.mitigations import ExternalInjection
+    from llmweb_plugin.web import EchoAgent
+    from llmweb_plugin.web.mitigations import ExternalInjection
 
     fresh = [f"External analyst note number {i} on bitcoin." for i in range(20)]
     graph = llmweb_langgraph.create_web_graph(

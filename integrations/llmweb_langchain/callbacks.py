@@ -45,9 +45,9 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.outputs import LLMResult
 
-from llmweb_plugin.agents import message_text
 from llmweb_plugin.monitor import CollapseMonitor
 from llmweb_plugin.store import RESERVED_METADATA
+from llmweb_plugin.web import message_text
 
 from .attribution import (
     AGENT_KEY,

@@ -1,11 +1,11 @@
 """Prompt variation as LangChain ``create_agent`` middleware.
 
 :class:`PromptVariationMiddleware` gives an existing ``langchain.agents.create_agent`` agent
-the :class:`llmweb_plugin.mitigations.PromptVariation` mitigation without rewriting it::
+the :class:`llmweb_plugin.web.mitigations.PromptVariation` mitigation without rewriting it::
 
     from langchain.agents import create_agent
     from llmweb_langchain.middleware import PromptVariationMiddleware
-    from llmweb_plugin.mitigations import PromptVariation
+    from llmweb_plugin.web.mitigations import PromptVariation
 
     variation = PromptVariation(personas=["You are terse.", "You are a historian."],
                                 temperature_schedule=[0.3, 1.0])
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from llmweb_plugin.mitigations import PromptVariation, Variation
+from llmweb_plugin.web.mitigations import PromptVariation, Variation
 
 try:
     from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
@@ -79,7 +79,7 @@ class PromptVariationMiddleware(AgentMiddleware):
     """Per-call persona, query template and temperature for a ``create_agent`` agent.
 
     Args:
-        variation: the :class:`~llmweb_plugin.mitigations.PromptVariation` to apply.
+        variation: the :class:`~llmweb_plugin.web.mitigations.PromptVariation` to apply.
         agent: the agent's name (drives the rotation offset and the records' attribution).
         seed: seed of the per-call random generator (``mode="random"``): call ``s`` of agent
             ``a`` uses ``numpy.random.default_rng([seed, crc32(a), s])``.
@@ -106,7 +106,7 @@ class PromptVariationMiddleware(AgentMiddleware):
         super().__init__()
         if not isinstance(variation, PromptVariation):
             raise TypeError(
-                f"variation must be a llmweb_plugin.mitigations.PromptVariation; got "
+                f"variation must be a llmweb_plugin.web.mitigations.PromptVariation; got "
                 f"{type(variation).__name__}"
             )
         if not isinstance(agent, str) or not agent:

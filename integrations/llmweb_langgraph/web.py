@@ -4,7 +4,7 @@ One LWD iteration is one ``dispatch -> agent x n -> metrics`` round: ``dispatch`
 mitigations' ``before_step`` and fans out one ``Send("agent", ...)`` per agent; the ``agent`` tasks
 run in one superstep, in parallel (``max_concurrency`` in the run config caps them); ``metrics``
 reads the step's responses back from Qdrant, computes ``||D(t)||_F`` and the other step metrics,
-runs ``after_step`` hooks and loops or ends. The logic is :mod:`llmweb_plugin.dynamics`'s; this
+runs ``after_step`` hooks and loops or ends. The logic is :mod:`llmweb_plugin.web`'s; this
 module only wires it into a graph.
 
 Crash safety: every record has a deterministic point id and every random draw its own
@@ -33,12 +33,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "llmweb_langgraph needs LangGraph: pip install 'llmweb-plugin[langgraph]'"
     ) from exc
 
-from llmweb_plugin.agents import as_responder
-from llmweb_plugin.dynamics import (
+from llmweb_plugin.metrics import StepMetrics
+from llmweb_plugin.monitor import CollapseMonitor, new_run_id
+from llmweb_plugin.store import WebStore
+from llmweb_plugin.web import (
     DEFAULT_PROMPT_TEMPLATE,
     PAPER_QUERY,
     WebCache,
     WebConfig,
+    WebHook,
+    as_responder,
     begin_step,
     check_hooks,
     end_step,
@@ -49,10 +53,6 @@ from llmweb_plugin.dynamics import (
     run_agent,
     start_run,
 )
-from llmweb_plugin.hooks import WebHook
-from llmweb_plugin.metrics import StepMetrics
-from llmweb_plugin.monitor import CollapseMonitor, new_run_id
-from llmweb_plugin.store import WebStore
 
 __all__ = ["AgentTask", "WebGraph", "WebState", "create_web_graph"]
 
@@ -95,7 +95,7 @@ class WebGraph(StateGraph):  # type: ignore[type-arg]
     """The uncompiled web graph; ``compile()`` names it ``"llmweb_web"`` unless told otherwise.
 
     Attributes:
-        web_config: the validated :class:`~llmweb_plugin.dynamics.WebConfig`.
+        web_config: the validated :class:`~llmweb_plugin.web.WebConfig`.
         run_id: the fixed run id, or ``None`` when each invocation starts a fresh run.
     """
 
@@ -133,11 +133,11 @@ def create_web_graph(
     Args:
         agents: ``{name: agent}``; an agent is a LangChain chat model, an LCEL runnable, a
             compiled LangGraph graph (e.g. ``create_agent``), a callable ``str -> str`` or a
-            :class:`~llmweb_plugin.agents.Responder` (see :mod:`llmweb_plugin.agents`).
+            :class:`~llmweb_plugin.web.Responder` (see :mod:`llmweb_plugin.web.agents`).
         store: the shared :class:`~llmweb_plugin.store.WebStore`.
         query: the question asked at every step (default: the paper's).
         seeds: the seed documents ``A(0)`` (strings, or objects with ``.text`` and ``.label``);
-            default the 20 shipped crypto posts (:data:`llmweb_plugin.seeds.CRYPTO_SEEDS`).
+            default the 20 shipped crypto posts (:data:`llmweb_plugin.web.CRYPTO_SEEDS`).
         beta: retrieval fraction in ``(0, 1]``: ``k_t = floor(beta |A_t|)``.
         responses_per_step: ``L``, answers per agent per step; the first non-empty one is posted.
         n_steps: ``T``, the number of steps.
@@ -147,7 +147,7 @@ def create_web_graph(
         prompt_template: ``str.format`` template with ``{context}`` and ``{query}``.
         system_prompts: optional per-agent system prompts.
         temperatures: optional per-agent temperatures (applied to chat models that have one).
-        mitigations: :class:`~llmweb_plugin.hooks.WebHook` objects, called in order.
+        mitigations: :class:`~llmweb_plugin.web.WebHook` objects, called in order.
         monitor: the :class:`~llmweb_plugin.monitor.CollapseMonitor` to record through; by
             default one is made per run on ``store``.
         run_id: the run id; default the monitor's, else a fresh one per invocation.
@@ -170,7 +170,7 @@ def create_web_graph(
     Example:
         >>> import llmweb_plugin as lw
         >>> from langgraph.checkpoint.memory import InMemorySaver
-        >>> from llmweb_plugin.agents import EchoAgent
+        >>> from llmweb_plugin.web import EchoAgent
         >>> store = lw.WebStore(":memory:")
         >>> graph = create_web_graph({"a": EchoAgent("a"), "b": EchoAgent("b")}, store=store,
         ...                          responses_per_step=2, n_steps=2, rng=0).compile(

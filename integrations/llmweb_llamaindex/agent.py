@@ -16,8 +16,7 @@ from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
-from llmweb_plugin.agents import AgentAnswer
-from llmweb_plugin.hooks import AgentRequest
+from llmweb_plugin.web import AgentAnswer, AgentRequest
 
 from .events import response_text, response_usage
 

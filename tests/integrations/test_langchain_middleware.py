@@ -23,7 +23,7 @@ from llmweb_langchain.middleware import (
     PromptVariationMiddleware,
 )
 
-from llmweb_plugin.mitigations import PromptVariation
+from llmweb_plugin.web.mitigations import PromptVariation
 
 PERSONAS = ["You are a historian.", "You are an engineer.", "You are a farmer."]
 TEMPLATES = ["{query}", "Briefly: {query}"]

@@ -11,7 +11,7 @@ import pytest
 
 import llmweb_plugin as lw
 from llmweb_plugin import cli_run
-from llmweb_plugin.agents import AgentError
+from llmweb_plugin.web import PAPER_QUERY, AgentError
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -68,7 +68,7 @@ def test_run_through_the_main_cli(tmp_path: Path, capsys) -> None:
 
 
 AGENTS_MODULE = textwrap.dedent('''
-    from llmweb_plugin.agents import EchoAgent
+    from llmweb_plugin.web import EchoAgent
 
     STATE = {"fail": True}
 
@@ -95,7 +95,7 @@ def test_import_path_agents_and_resume_after_a_failure(tmp_path: Path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "out"
     args = parse("--agents", "f=my_agents:make_flaky", "--agents", "s=my_agents:steady,"
-                 "e=llmweb_plugin.agents:EchoAgent", "-T", "3", "-L", "2", "--out", str(out),
+                 "e=llmweb_plugin.web:EchoAgent", "-T", "3", "-L", "2", "--out", str(out),
                  "--run-id", "imp", "--no-progress", "--no-report")
     with pytest.raises(AgentError, match="agent 'f' failed at step 2"):
         args.func(args)
@@ -119,8 +119,8 @@ def test_bad_agent_specs() -> None:
     with pytest.raises(ModuleNotFoundError):
         cli_run.load_agent("a=surely_not_a_module_xyz:thing")
     with pytest.raises(LookupError, match="no attribute 'nope'"):
-        cli_run.load_agent("a=llmweb_plugin.agents:nope")
-    name, obj = cli_run.load_agent("x=llmweb_plugin.agents:EchoAgent")
+        cli_run.load_agent("a=llmweb_plugin.web:nope")
+    name, obj = cli_run.load_agent("x=llmweb_plugin.web:EchoAgent")
     assert name == "x" and obj.name == "echo"  # a class is called with no arguments
     with pytest.raises(ValueError, match="exclude each other"):
         cli_run.run_command(parse("--fake", "--agents", "a=m:x"))
@@ -132,7 +132,7 @@ def test_paper_flag_and_defaults() -> None:
     s = cli_run._settings_from_args(parse())
     assert (s["responses_per_step"], s["n_steps"], s["n_agents"], s["beta"]) == \
         (cli_run.DEFAULT_RESPONSES, cli_run.DEFAULT_STEPS, 3, 0.5)
-    assert s["query"] == lw.dynamics.PAPER_QUERY and s["fake"] is False
+    assert s["query"] == PAPER_QUERY and s["fake"] is False
 
 
 # ---------------------------------------------------------------------- bad inputs (added)
@@ -182,22 +182,22 @@ def test_duplicate_agent_names_are_refused(tmp_path: Path, capsys) -> None:
 
     out = tmp_path / "out"
     with pytest.raises(ValueError, match="--agents names must be unique"):
-        cli_run.run_command(parse("--agents", "a=llmweb_plugin.agents:EchoAgent",
-                                  "--agents", "a=llmweb_plugin.agents:EchoAgent",
+        cli_run.run_command(parse("--agents", "a=llmweb_plugin.web:EchoAgent",
+                                  "--agents", "a=llmweb_plugin.web:EchoAgent",
                                   "--out", str(out), "--run-id", "dup", "--no-progress",
                                   "--no-report"))
     assert not (out / "store").exists() and not (out / "checkpoints.sqlite").exists()
-    both = "b=llmweb_plugin.agents:EchoAgent,b=llmweb_plugin.agents:EchoAgent"
+    both = "b=llmweb_plugin.web:EchoAgent,b=llmweb_plugin.web:EchoAgent"
     assert main(["run", "--agents", both, "--out", str(out), "--run-id", "dup2"]) == 2
     assert "llmweb run: error: --agents names must be unique" in capsys.readouterr().err
-    assert cli_run._build_agents({"agent_specs": ["c=llmweb_plugin.agents:EchoAgent",
-                                                  "d=llmweb_plugin.agents:EchoAgent"]}).keys() \
+    assert cli_run._build_agents({"agent_specs": ["c=llmweb_plugin.web:EchoAgent",
+                                                  "d=llmweb_plugin.web:EchoAgent"]}).keys() \
         == {"c", "d"}
 
 
 def test_duplicate_agent_names_leave_no_run_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--agents names must be unique"):
-        cli_run.run_command(parse("--agents", "a=llmweb_plugin.agents:EchoAgent,"
-                                  "a=llmweb_plugin.agents:EchoAgent", "--out", str(tmp_path),
+        cli_run.run_command(parse("--agents", "a=llmweb_plugin.web:EchoAgent,"
+                                  "a=llmweb_plugin.web:EchoAgent", "--out", str(tmp_path),
                                   "--run-id", "dup", "--no-progress", "--no-report"))
     assert not (tmp_path / "dup").exists()

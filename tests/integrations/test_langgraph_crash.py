@@ -41,10 +41,8 @@ import pytest
 import llmweb_langgraph.web as lg_web
 import llmweb_plugin as lw
 import llmweb_plugin.store as lw_store
-from llmweb_plugin.agents import EchoAgent
 from llmweb_plugin.cli import main
-from llmweb_plugin.dynamics import run_web
-from llmweb_plugin.seeds import CRYPTO_SEEDS
+from llmweb_plugin.web import CRYPTO_SEEDS, EchoAgent, run_web
 
 N, L, T = 3, 2, 3
 AGENTS = [f"echo-{i + 1}" for i in range(N)]
@@ -81,7 +79,7 @@ ZYGOTE += textwrap.dedent('''
     # what `llmweb run` imports lazily, imported once here rather than in every child
     import langchain_core.tracers.context, langchain_core.tracers.run_collector
     import langchain_core.tracers.stdout, numpy.random, portalocker, sqlite3
-    import llmweb_langgraph, llmweb_plugin.agents, llmweb_plugin.cli_run, llmweb_plugin.seeds
+    import llmweb_langgraph, llmweb_plugin.cli_run, llmweb_plugin.web
     import llmweb_plugin.report
 
     lw_store.default_embedder = HashEmbedder

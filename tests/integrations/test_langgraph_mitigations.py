@@ -20,9 +20,8 @@ pytest.importorskip("langgraph.checkpoint.sqlite")
 from langgraph.checkpoint.sqlite import SqliteSaver
 from llmweb_langgraph import create_web_graph
 
-from llmweb_plugin.agents import EchoAgent
-from llmweb_plugin.hooks import WebHook
-from llmweb_plugin.mitigations import (
+from llmweb_plugin.web import EchoAgent, WebHook
+from llmweb_plugin.web.mitigations import (
     ExternalInjection,
     HumanSampling,
     JsonlSink,

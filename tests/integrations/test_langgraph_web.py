@@ -20,10 +20,8 @@ from langgraph.graph.state import StateGraph
 import llmweb_langgraph
 import llmweb_plugin as lw
 from llmweb_langgraph import create_web_graph
-from llmweb_plugin.agents import AgentError, EchoAgent
-from llmweb_plugin.dynamics import run_web
-from llmweb_plugin.hooks import WebHook
 from llmweb_plugin.testing import brute_force_collapse_norm
+from llmweb_plugin.web import PAPER_QUERY, AgentError, EchoAgent, WebHook, run_web
 
 SEEDS = [f"Seed post {i}: Bitcoin, markets and the future, take {i}." for i in range(10)]
 
@@ -154,7 +152,7 @@ def test_similarity_retrieval_in_the_graph(store, embedder) -> None:
     out = run(create_web_graph(echo_agents(2), store=store, seeds=SEEDS, responses_per_step=1,
                                n_steps=2, retrieval="similarity", rng=0, run_id="sim"))
     assert len(out["posts"]) == 4
-    q = embedder.embed([lw.dynamics.PAPER_QUERY])[0]
+    q = embedder.embed([PAPER_QUERY])[0]
     recs = store.records("sim", with_vectors=True)
     for p in store.records("sim", kind="post"):
         pool = [r for r in recs if r.kind in ("seed", "post") and r.step < p.step]

@@ -13,8 +13,7 @@ from llmweb_llamaindex import LlamaIndexAgent, LlamaIndexEmbedder, instrument
 from pydantic import PrivateAttr
 
 import llmweb_plugin as lw
-from llmweb_plugin.agents import as_responder
-from llmweb_plugin.hooks import AgentRequest
+from llmweb_plugin.web import AgentRequest, as_responder
 
 
 class MiniLMEmbedding(BaseEmbedding):

@@ -1,6 +1,6 @@
 """Mitigations of network-level collapse, as agent-web hooks whose effect is measured.
 
-Three :class:`~llmweb_plugin.hooks.WebHook`\\ s for ``llmweb_langgraph.create_web_graph``
+Three :class:`~llmweb_plugin.web.WebHook`\\ s for ``llmweb_langgraph.create_web_graph``
 (``mitigations=[...]``), each usable on its own too:
 
 - :class:`ExternalInjection` adds fresh documents (kind ``external``) from a user-supplied source
@@ -34,7 +34,7 @@ checkpoint repeats a step's injection, sampling and variation exactly and, since
 from provenance, overwrites instead of duplicating.
 
 Example:
-    >>> from llmweb_plugin.hooks import AgentRequest
+    >>> from llmweb_plugin.web import AgentRequest
     >>> pv = PromptVariation(personas=["You are terse.", "You are a historian."],
     ...                      temperature_schedule=[0.2, 0.9])
     >>> req = pv.vary(AgentRequest(agent="a", step=1, query="Why?"), rng=0)
@@ -59,11 +59,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from .hooks import AgentRequest, WebHook
-from .store import WEB_KINDS, Record, WebStore, point_id
+from ...store import WEB_KINDS, Record, WebStore, point_id
+from ..hooks import AgentRequest, WebHook
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .monitor import AlarmEvent, CollapseMonitor
+    from ...monitor import AlarmEvent, CollapseMonitor
 
 __all__ = [
     "ExternalInjection",

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .monitor import CollapseMonitor
-    from .store import Record
+    from ..monitor import CollapseMonitor
+    from ..store import Record
 
 __all__ = ["AgentRequest", "WebHook"]
 

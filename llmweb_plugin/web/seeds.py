@@ -6,7 +6,7 @@ currencies, 7 positive, 7 neutral and 6 negative; the posts themselves are not p
 a forum or social-media post); each carries its sentiment label.
 
 Example:
-    >>> from llmweb_plugin.seeds import CRYPTO_SEEDS, seed_texts
+    >>> from llmweb_plugin.web import CRYPTO_SEEDS, seed_texts
     >>> len(CRYPTO_SEEDS), sorted({s.label for s in CRYPTO_SEEDS})
     (20, ['negative', 'neutral', 'positive'])
     >>> [sum(s.label == lab for s in CRYPTO_SEEDS) for lab in ("positive", "neutral", "negative")]

@@ -1,6 +1,6 @@
 """Adapt whatever a user already has into an agent of an LLM web.
 
-An agent of a web answers one :class:`~llmweb_plugin.hooks.AgentRequest` ``n`` times (the
+An agent of a web answers one :class:`~llmweb_plugin.web.AgentRequest` ``n`` times (the
 paper's ``L`` generations per step). :func:`as_responder` turns into such a :class:`Responder`:
 
 - a LangChain chat model (``BaseChatModel``): one ``generate([messages], n=L)`` call when the model
@@ -30,7 +30,7 @@ An agent that raises fails the step with :class:`AgentError` naming the agent: a
 is not something to monitor around. A checkpointed web resumes from that step.
 
 Example:
-    >>> from llmweb_plugin.hooks import AgentRequest
+    >>> from llmweb_plugin.web import AgentRequest
     >>> r = as_responder(lambda prompt: "Bitcoin will " + str(len(prompt)), name="echo")
     >>> r.respond(AgentRequest(agent="echo", step=1, query="Why?"), 2).texts
     ('Bitcoin will 4', 'Bitcoin will 4')

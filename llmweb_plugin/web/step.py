@@ -25,7 +25,7 @@ reproducible whatever the thread scheduling, and a step re-run after a crash dra
 contexts. Every write has a deterministic point id, so a re-run step overwrites, never duplicates.
 
 Example:
-    >>> from llmweb_plugin.dynamics import k_for, neighbours
+    >>> from llmweb_plugin.web import k_for, neighbours
     >>> k_for(21, 0.5), k_for(100, 0.29)
     (10, 29)
     >>> {a: sorted(n) for a, n in neighbours(["a", "b", "c", "d"], "ring").items()}
@@ -44,13 +44,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..metrics import StepMetrics, step_metrics
+from ..store import KINDS, WEB_KINDS, Record, WebStore
 from .agents import AgentError, Responder, as_responder, normalise_answer
 from .hooks import AgentRequest, WebHook
-from .metrics import StepMetrics, step_metrics
-from .store import KINDS, WEB_KINDS, Record, WebStore
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .monitor import CollapseMonitor
+    from ..monitor import CollapseMonitor
 
 __all__ = [
     "DEFAULT_PROMPT_TEMPLATE",
@@ -375,7 +375,7 @@ def make_config(agents: Sequence[str], *, seeds: Sequence[Any] | None = None,
 
 
 def check_hooks(hooks: Sequence[Any]) -> tuple[WebHook, ...]:
-    """Check that each mitigation has the :class:`~llmweb_plugin.hooks.WebHook` methods."""
+    """Check that each mitigation has the :class:`~llmweb_plugin.web.WebHook` methods."""
     if isinstance(hooks, WebHook):
         hooks = [hooks]
     out = []
@@ -384,7 +384,7 @@ def check_hooks(hooks: Sequence[Any]) -> tuple[WebHook, ...]:
                    if not callable(getattr(h, m, None))]
         if missing:
             raise TypeError(f"mitigation {h!r} lacks {missing}; subclass "
-                            "llmweb_plugin.hooks.WebHook")
+                            "llmweb_plugin.web.WebHook")
         out.append(h)
     return tuple(out)
 
@@ -682,7 +682,7 @@ def run_web(agents: Mapping[str, Any], *, store: WebStore, query: str = PAPER_QU
     deterministic agents the two give identical runs); use the graph for parallel agents and
     crash-safe resumption.
     """
-    from .monitor import CollapseMonitor
+    from ..monitor import CollapseMonitor
 
     if not isinstance(agents, Mapping):
         raise TypeError("agents must be a mapping {name: model or callable}")
