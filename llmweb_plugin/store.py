@@ -27,22 +27,20 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import logging
-import math
 import os
 import re
 import threading
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from ._local_folder import _check_local_folder, _unlisted_collections
+from ._record import _KIND_ORDER, KINDS, RESERVED_METADATA, WEB_KINDS, Record, _sort_key, point_id
 from .embeddings import Embedder, check_embedder, default_embedder
 
 __all__ = [
@@ -57,13 +55,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("seed", "external", "human", "post", "response")
-WEB_KINDS: tuple[str, ...] = ("seed", "external", "human", "post")
-_KIND_ORDER = {k: i for i, k in enumerate(KINDS)}
-RESERVED_METADATA: frozenset[str] = frozenset(
-    {"run_id", "agent", "step", "kind", "index", "created_at"}
-)
-_NAMESPACE = uuid.UUID("9b3e6f0c-2f55-5f43-9a57-6c6c6d776562")
 _UPSERT_BATCH = 256
 _SCROLL_PAGE = 1024
 # Local mode filters the whole collection again for every page: read it in one page there.
@@ -72,185 +63,6 @@ _LOCAL_SCROLL_PAGE = 1_000_000
 
 class StoreLockedError(RuntimeError):
     """A local Qdrant folder is already open in another process (or another client)."""
-
-
-_META_FILE = "meta.json"  # qdrant-client's local mode: the list of the folder's collections
-_DATA_FILE = "storage.sqlite"  # ... and each collection's points, in collection/<name>/
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _check_local_folder(folder: Path) -> None:
-    """Refuse a damaged local Qdrant folder before qdrant-client opens it.
-
-    qdrant-client reads ``meta.json`` with a bare ``json.load`` and, for every collection it
-    lists, opens ``collection/<name>/storage.sqlite``, creating an empty one when the file is
-    gone: the records would vanish without a word. Checks the files only (no lock is taken).
-
-    Raises:
-        ValueError: ``meta.json`` is unreadable, or a listed collection's data file is missing,
-            empty or not an SQLite database; the message names the file and what to do.
-    """
-    meta_path = folder / _META_FILE
-    if not meta_path.exists():
-        return
-    problem: str | None = None
-    meta: Any = None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
-        problem = str(exc)
-    if problem is None and (not isinstance(meta, dict)
-                            or not isinstance(meta.get("collections"), dict)):
-        problem = 'it has no "collections" mapping'
-    if problem is not None:
-        raise ValueError(
-            f"the local Qdrant folder {os.fspath(folder)!r} is damaged: {os.fspath(meta_path)!r} "
-            f"cannot be read as qdrant-client's list of collections ({problem}). Restore it from "
-            f"a backup; or delete it and open the store again with the embedder (or dim=) it was "
-            f"written with, which reads back the records kept in "
-            f"{os.fspath(folder / 'collection')!r}/<collection>/{_DATA_FILE}."
-        )
-    for name in meta["collections"]:
-        cdir = folder / "collection" / str(name)
-        data = cdir / _DATA_FILE
-        if not data.exists() and (cdir / "storage.dbm").exists():
-            continue  # qdrant-client explains its legacy format itself
-        try:
-            size = data.stat().st_size if data.is_file() else -1
-            head = b""
-            if size > 0:
-                with data.open("rb") as fh:
-                    head = fh.read(len(_SQLITE_MAGIC))
-        except OSError as exc:
-            size, head = -2, repr(exc).encode()
-        if size > 0 and head == _SQLITE_MAGIC:
-            continue
-        problem = {-1: "is missing", 0: "is empty"}.get(
-            size, f"is not an SQLite database (it starts with {head[:16]!r})")
-        raise ValueError(
-            f"the local Qdrant folder {os.fspath(folder)!r} is damaged: "
-            f"{os.fspath(meta_path)!r} lists collection {name!r}, but its data file "
-            f"{os.fspath(data)!r} {problem}. Opened as is, the collection would look empty and "
-            f"its records would be lost without a word. Restore that file from a backup; or, to "
-            f"give those records up, delete the folder {os.fspath(cdir)!r} and the entry "
-            f"{name!r} under \"collections\" in {os.fspath(meta_path)!r} (or use a new folder)."
-        )
-
-
-def _unlisted_collections(folder: Path, listed: Iterable[str]) -> list[str]:
-    """Collection folders holding a data file that ``meta.json`` does not list."""
-    base = folder / "collection"
-    if not base.is_dir():
-        return []
-    known = set(listed)
-    return sorted(p.name for p in base.iterdir()
-                  if p.name not in known and (p / _DATA_FILE).is_file())
-
-
-def point_id(run_id: str, agent: str, step: int, kind: str, index: int) -> str:
-    """The deterministic point id of a record: ``uuid5`` of its provenance."""
-    return str(uuid.uuid5(_NAMESPACE, f"{run_id}|{agent}|{int(step)}|{kind}|{int(index)}"))
-
-
-def _jsonable(value: Any) -> Any:
-    """Payload values must survive JSON (a server) as well as local mode."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    return str(value)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Record:
-    """One text in the web, with its provenance.
-
-    Attributes:
-        text: the text (``page_content``).
-        run_id: the run (experiment or app session) it belongs to.
-        agent: who wrote it (``"seed"`` for seed documents by default).
-        step: the iteration it belongs to (seeds: 0; an agent's answers at step t: t).
-        kind: ``seed``, ``post``, ``response``, ``external`` or ``human``.
-        index: position among records with the same (run, agent, step, kind).
-        metadata: free user metadata (JSON-serialisable values).
-        created_at: ISO-8601 UTC time of writing; filled on upsert when empty.
-        vector: the embedding, shape ``(dim,)``, when loaded.
-        score: similarity score, for search results.
-        id: the point id; derived from the provenance when empty.
-    """
-
-    text: str
-    run_id: str
-    agent: str
-    step: int
-    kind: str = "response"
-    index: int = 0
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    created_at: str = ""
-    vector: np.ndarray | None = field(default=None, repr=False, compare=False)
-    score: float | None = None
-    id: str = ""
-
-    @property
-    def point_id(self) -> str:
-        return self.id or point_id(self.run_id, self.agent, self.step, self.kind, self.index)
-
-    def payload(self) -> dict[str, Any]:
-        """The Qdrant payload (langchain-qdrant layout)."""
-        bad = RESERVED_METADATA.intersection(self.metadata)
-        if bad:
-            raise ValueError(
-                f"metadata keys {sorted(bad)} are reserved by llmweb; rename them "
-                f"(reserved: {sorted(RESERVED_METADATA)})"
-            )
-        meta = {str(k): _jsonable(v) for k, v in self.metadata.items()}
-        meta.update(
-            run_id=self.run_id,
-            agent=self.agent,
-            step=int(self.step),
-            kind=self.kind,
-            index=int(self.index),
-            created_at=self.created_at or _now(),
-        )
-        return {"page_content": self.text, "metadata": meta}
-
-    @classmethod
-    def from_point(cls, point: Any) -> Record:
-        payload = point.payload or {}
-        meta = dict(payload.get("metadata") or {})
-        vec = point.vector
-        if isinstance(vec, dict):  # named vectors: take the unnamed/default one if present
-            vec = vec.get("") or next(iter(vec.values()), None)
-        user = {k: v for k, v in meta.items() if k not in RESERVED_METADATA}
-        return cls(
-            text=str(payload.get("page_content", "")),
-            run_id=str(meta.get("run_id", "")),
-            agent=str(meta.get("agent", "")),
-            step=int(meta.get("step", 0) or 0),
-            kind=str(meta.get("kind", "")),
-            index=int(meta.get("index", 0) or 0),
-            metadata=user,
-            created_at=str(meta.get("created_at", "")),
-            vector=None if vec is None else np.asarray(vec, dtype=np.float32),
-            score=getattr(point, "score", None),
-            id=str(point.id),
-        )
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat()
-
-
-def _sort_key(r: Record) -> tuple[int, int, str, int, str]:
-    return (r.step, _KIND_ORDER.get(r.kind, 99), r.agent, r.index, r.point_id)
 
 
 def _slug(name: str) -> str:
