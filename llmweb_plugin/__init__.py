@@ -11,6 +11,7 @@ they are used.
 
 from __future__ import annotations
 
+from ._version import __version__
 from .embeddings import Embedder, SentenceTransformerEmbedder, default_embedder
 from .evidence import (
     NearDuplicates,
@@ -54,8 +55,6 @@ from .trend import (
     pooled_trend,
     window_means,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "GMM_PRESETS",

@@ -45,37 +45,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from .data import SERIES, RunReport, build_run, jsonable
+from .._version import __version__
 from ..store import KINDS, WebStore
+from .build import build_run
+from .data import ReportData, RunReport, jsonable
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..monitor import CollapseMonitor
 
-__all__ = ["SCHEMA", "DiversityReport", "RunReport", "jsonable"]
+__all__ = ["SCHEMA", "DiversityReport"]
 
 logger = logging.getLogger(__name__)
 
 SCHEMA = "llmweb.report/1"
-_NAN = float("nan")
-
-
-def _band(runs: Sequence[RunReport], name: str) -> dict[str, list[Any]]:
-    steps = sorted({s for r in runs for s in r.steps})
-    M = np.full((len(runs), len(steps)), np.nan)
-    pos = {s: j for j, s in enumerate(steps)}
-    for i, r in enumerate(runs):
-        for s, v in zip(r.steps, r.series(name)):
-            M[i, pos[s]] = v
-    cols = [M[:, j][np.isfinite(M[:, j])] for j in range(len(steps))]
-    mean = [float(c.mean()) if c.size else _NAN for c in cols]
-    sd = [float(c.std(ddof=1)) if c.size >= 2 else _NAN for c in cols]
-    lo = [float(c.min()) if c.size else _NAN for c in cols]
-    hi = [float(c.max()) if c.size else _NAN for c in cols]
-    n = [c.size for c in cols]
-    return {"steps": steps, "mean": mean, "sd": sd, "min": lo, "max": hi,
-            "n": [int(k) for k in n]}
 
 
 class DiversityReport:
@@ -221,28 +203,31 @@ class DiversityReport:
         return cls(runs, groups=groups, title=title)
 
     # ------------------------------------------------------------------ read-outs
+    def data(self) -> ReportData:
+        """The report as plain data: what the plots and renderers read."""
+        return ReportData(runs=self.runs, groups=self.groups, groups_given=self.groups_given,
+                          title=self.title, generated_at=self.generated_at,
+                          llmweb_version=__version__)
+
     def run(self, run_id: str) -> RunReport:
-        for r in self.runs:
-            if r.run_id == run_id:
-                return r
-        raise LookupError(f"run {run_id!r} is not in this report")
+        """The run ``run_id``.
+
+        Raises:
+            LookupError: it is not in this report.
+        """
+        return self.data().run(run_id)
 
     @property
     def warnings(self) -> list[str]:
-        return [w for r in self.runs for w in r.warnings]
+        """Every run's warnings, in run order."""
+        return self.data().warnings
 
     def comparison(self) -> dict[str, Any]:
         """Per group: mean, s.d., min and max over its runs at each step, for each series."""
-        out: dict[str, Any] = {}
-        for g, members in self.groups.items():
-            runs = [self.run(rid) for rid in members]
-            out[g] = {"runs": members, "series": {name: _band(runs, name) for name in SERIES}}
-        return out
+        return self.data().comparison()
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """The report's numbers as a JSON-ready dict (NaN -> ``None``); also written if ``path``."""
-        from .. import __version__
-
         data = jsonable({
             "schema": SCHEMA,
             "title": self.title,
@@ -265,7 +250,7 @@ class DiversityReport:
         """
         from .render_html import render_html
 
-        page = render_html(self)
+        page = render_html(self.data(), self.figures())
         if path is not None:
             Path(path).write_text(page, encoding="utf-8")
         return page
@@ -276,10 +261,10 @@ class DiversityReport:
         Returns:
             The Markdown text.
         """
-        from .render_html import render_markdown
+        from .render_markdown import render_markdown
 
         p = Path(path)
-        text = render_markdown(self, p)
+        text = render_markdown(self.data(), self.figures(), p)
         p.write_text(text, encoding="utf-8")
         return text
 
@@ -288,7 +273,7 @@ class DiversityReport:
         from .plots import figures
 
         if self._figures is None:
-            self._figures = figures(self)
+            self._figures = figures(self.data())
         return dict(self._figures)
 
     def __repr__(self) -> str:

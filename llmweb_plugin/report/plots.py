@@ -1,4 +1,4 @@
-"""The plots of a diversity report, drawn with matplotlib's object API.
+"""The plots of a diversity report (a :class:`~.data.ReportData`), drawn with matplotlib.
 
 ``matplotlib.figure.Figure`` and the Agg canvas are used directly, so nothing touches pyplot's
 global state or the user's backend. Labels never go through mathtext (``$`` is escaped).
@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .data import ReportData, RunReport
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
-    from .diversity import DiversityReport, RunReport
-
-__all__ = ["caption", "figures"]
+__all__ = ["figures"]
 
 _HINT = "pip install 'llmweb-plugin[report]'"
 _LABELS = {
@@ -79,7 +79,7 @@ def _undefined(ax: Axes, values: np.ndarray, why: str) -> bool:
     return False
 
 
-def _plot_series(ax: Axes, rep: DiversityReport, name: str, *, marks: bool) -> None:
+def _plot_series(ax: Axes, rep: ReportData, name: str, *, marks: bool) -> None:
     runs = rep.runs
     ax.set_title(_LABELS.get(name, name), fontsize=10)
     _step_axis(ax)
@@ -139,7 +139,7 @@ def _plot_series(ax: Axes, rep: DiversityReport, name: str, *, marks: bool) -> N
             ax.legend(fontsize=7, loc="best")
 
 
-def _series_figure(rep: DiversityReport, names: Sequence[str], ncols: int,
+def _series_figure(rep: ReportData, names: Sequence[str], ncols: int,
                    marks: bool = False) -> bytes:
     Figure = _mpl()
     nrows = math.ceil(len(names) / ncols)
@@ -203,8 +203,12 @@ def _mds_figure(run: RunReport) -> bytes:
     return _png(fig)
 
 
-def figures(rep: DiversityReport) -> dict[str, bytes]:
-    """All plots of the report as PNG bytes, by file-safe name (insertion order = page order)."""
+def figures(rep: ReportData) -> dict[str, bytes]:
+    """All plots of the report as PNG bytes, by file-safe name (insertion order = page order).
+
+    Raises:
+        ImportError: matplotlib is missing (``pip install 'llmweb-plugin[report]'``).
+    """
     out: dict[str, bytes] = {
         "norm": _series_figure(rep, ["norm", "normalized_norm"], 2, marks=len(rep.runs) == 1),
         "spread": _series_figure(rep, ["within_spread", "between_spread"], 2),
@@ -216,20 +220,3 @@ def figures(rep: DiversityReport) -> dict[str, bytes]:
         if run.mds is not None:
             out[f"mds-{i + 1}"] = _mds_figure(run)
     return out
-
-
-_CAPTIONS = {
-    "norm": "The paper's collapse statistic: the Frobenius norm of the distance matrix between the "
-            "agents' mean response embeddings, raw and normalised by the number of agent pairs.",
-    "spread": "Spread of the step's responses split into within-agent and between-agent parts "
-              "(total = within + between).",
-    "diversity": "Mean pairwise cosine distance, Vendi score and distinct-n over all responses "
-                 "of each step.",
-    "agents": "Per-agent diversity: each agent's own spread and mean cosine distance per step.",
-    "mds": "Classical MDS of the response embeddings at the first and last step, coloured by "
-           "agent (the paper's Fig. 3).",
-}
-
-
-def caption(name: str) -> str:
-    return _CAPTIONS.get(name.split("-")[0], "")
