@@ -26,7 +26,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from llmweb_langgraph import create_web_graph
 
 import llmweb_plugin as lw
-from llmweb_plugin.experiment import (
+from llmweb_plugin.experiments import (
     DEMO_EXTERNAL_POSTS,
     DEMO_HUMAN_POSTS,
     DEMO_PERSONAS,

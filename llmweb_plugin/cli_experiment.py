@@ -11,7 +11,7 @@ Writes ``experiment.json``, ``experiment.md`` (effect-size tables) and ``experim
 (trajectories with +-1 s.d. bands per arm); the web proxy also writes an HTML diversity report
 of all runs (``report.html``) unless ``--no-report``. Arms: ``none``, ``injection``,
 ``variation``, ``human`` (``--arms`` picks some); on the GMM proxy variation and human sampling
-are analogues (see :mod:`llmweb_plugin.experiment`).
+are analogues (see :mod:`llmweb_plugin.experiments`).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_gmm(args: argparse.Namespace, names: list[str]) -> Any:
-    from .experiment import default_gmm_arms, run_gmm_experiment
+    from .experiments import default_gmm_arms, run_gmm_experiment
     from .proxies import InteractingGMMWeb
     from .proxies.presets import _FIG6_MEANS
 
@@ -126,7 +126,7 @@ def _run_gmm(args: argparse.Namespace, names: list[str]) -> Any:
 
 
 def _run_web(args: argparse.Namespace, names: list[str], out: Path) -> Any:
-    from .experiment import default_web_arms, run_web_experiment
+    from .experiments import default_web_arms, run_web_experiment
     from .store import WebStore
 
     seeds = 3 if args.replicates is None else args.replicates

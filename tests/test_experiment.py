@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import llmweb_plugin as lw
-from llmweb_plugin.experiment import (
+from llmweb_plugin.experiments import (
     DEMO_EXTERNAL_POSTS,
     GMMArm,
     default_web_arms,

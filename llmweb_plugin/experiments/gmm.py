@@ -59,12 +59,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .metrics import collapse_norm
+from ..metrics import collapse_norm
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .web import WebHook
-    from .proxies import InteractingGMMWeb
-    from .store import WebStore
+    from ..web import WebHook
+    from ..proxies import InteractingGMMWeb
+    from ..store import WebStore
 
 __all__ = [
     "DEMO_EXTERNAL_POSTS",
@@ -524,8 +524,8 @@ def simulate_gmm_arm(web: InteractingGMMWeb, arm: GMMArm, seeds: Sequence[int]) 
     Raises:
         ValueError: bad settings or rates.
     """
-    from .proxies._numpy_engine import _update_agents
-    from .proxies._shared import (
+    from ..proxies._numpy_engine import _update_agents
+    from ..proxies._shared import (
         _draw_gmm_points,
         _floor_k,
         _initial_state,
@@ -639,7 +639,7 @@ def run_gmm_experiment(
     Returns:
         An :class:`ExperimentResult` (``steps = 0..T``; secondary metric ``entropy``).
     """
-    from .proxies import InteractingGMMWeb
+    from ..proxies import InteractingGMMWeb
 
     order, base = _check_arms(arms, baseline)
     web = InteractingGMMWeb() if web is None else web
@@ -739,8 +739,8 @@ def run_web_experiment(
         An :class:`ExperimentResult` (``steps = 1..T``, secondary ``mean_cosine_distance``,
         series ``synthetic_fraction``, ``injected``, ``sampled``) with ``run_ids``.
     """
-    from .web import run_web
-    from .monitor import CollapseMonitor
+    from ..web import run_web
+    from ..monitor import CollapseMonitor
 
     order, base = _check_arms(arms, baseline)
     seed_t = _check_seeds(seeds)
@@ -948,7 +948,7 @@ def default_web_arms(
     Returns:
         ``(arms, notes)``: ``{name: seed -> hooks}`` and ``{name: description}``.
     """
-    from .web.mitigations import ExternalInjection, HumanSampling, JsonlSink, PromptVariation
+    from ..web.mitigations import ExternalInjection, HumanSampling, JsonlSink, PromptVariation
 
     ext = DEMO_EXTERNAL_POSTS if external is None else external
     pool = tuple(DEMO_HUMAN_POSTS if human_posts is None else human_posts)
