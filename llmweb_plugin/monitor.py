@@ -3,7 +3,8 @@
 The caller's thread only validates and enqueues (microseconds); a background worker embeds in
 batches, upserts into the :class:`~llmweb_plugin.store.WebStore`, and keeps running sums per step
 so the paper's series (``||D(t)||_F`` between the agents' mean embeddings, spread, mean cosine
-distance) costs ``O(d)`` per record.
+distance) costs ``O(d)`` per record. (The worker side lives in ``_ingest.py``, the checks of
+:meth:`CollapseMonitor.record`'s arguments in ``_validate.py``.)
 
 Failures of the embedder or the store are counted, logged and kept (``failed_items``,
 ``retry_failed()``), and reported by :meth:`CollapseMonitor.flush` and
@@ -60,6 +61,8 @@ from typing import Any
 
 import numpy as np
 
+from ._ingest import _STOP, _IngestWorker, _Item
+from ._validate import _check_index, _check_step, _check_str
 from .embeddings import Embedder, check_embedder, default_embedder
 from .metrics import StepAccumulator, StepMetrics
 from .store import KINDS, RESERVED_METADATA, WEB_KINDS, Record, WebStore
@@ -69,8 +72,6 @@ __all__ = ["AlarmEvent", "CollapseMonitor", "MonitorError", "MonitorStats", "new
 
 logger = logging.getLogger(__name__)
 
-_STOP = object()
-_MAX_ERRORS = 20
 _MAX_NAMED_FAILURES = 5  # failed records named in one flush message
 #: Per-step numbers of :class:`StepMetrics` that :meth:`CollapseMonitor.trend` can test.
 _TREND_FIELDS = ("norm", "normalized_norm", "between_spread", "within_spread", "total_spread",
@@ -125,106 +126,7 @@ class AlarmEvent:
     run_id: str
 
 
-@dataclass(frozen=True)
-class _Item:
-    text: str
-    agent: str
-    step: int
-    kind: str
-    index: int
-    metadata: Mapping[str, Any]
-    created_at: str
-    error: str = ""  # why it failed, once it has
-
-    def describe(self) -> str:
-        where = f"agent {self.agent!r}, step {self.step}, {self.kind} #{self.index}"
-        return f"{where}: {self.error}" if self.error else where
-
-
-def _check_str(name: str, value: object) -> str:
-    """``value`` if it is a ``str`` that UTF-8 can encode; else a ``TypeError``/``ValueError``."""
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be str; got {type(value).__name__}")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            i = exc.start
-            raise ValueError(
-                f"{name} holds a lone surrogate {value[i]!r} at position {i} "
-                f"(near {value[max(0, i - 20):i + 20]!r}); it cannot be encoded as UTF-8, so it "
-                f"can be neither embedded nor stored. Clean the {name} first, e.g. "
-                f"{name}.encode('utf-8', 'replace').decode('utf-8')."
-            ) from None
-    return value
-
-
-def _check_step(step: object) -> int | None:
-    """``step`` as an ``int`` (``None`` stays ``None``); a ``ValueError`` naming ``step`` if bad."""
-    if step is None:
-        return None
-    integral = isinstance(step, (int, np.integer)) and not isinstance(step, bool)
-    whole_float = (isinstance(step, (float, np.floating)) and math.isfinite(step)
-                   and float(step).is_integer())
-    value = int(step) if integral or whole_float else None  # type: ignore[call-overload]
-    if value is None or value < 0:
-        raise ValueError(f"step must be a non-negative integer or None; got {step!r}")
-    return value
-
-
-def _check_index(index: object) -> int | None:
-    if index is None:
-        return None
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
-        raise ValueError(
-            f"index must be a non-negative int or None (a per-key counter); got {index!r}. "
-            "Records with the same (agent, step, kind, index) overwrite each other."
-        )
-    return int(index)
-
-
-def _bisect(items: list[Any], attempt: Callable[[list[Any]], Any], *,
-            budget: int) -> tuple[list[tuple[list[Any], Any]], list[tuple[list[Any], BaseException]]]:
-    """Call ``attempt`` on ``items``; on failure, split in halves until the failures are alone.
-
-    Returns ``(done, failed)``: the sub-lists that succeeded with ``attempt``'s result, in order,
-    and the failing sub-lists with their exception. Singletons that fail are the bad items. If
-    ``budget`` calls fail before any succeeds, the callee is failing as a whole (a service down):
-    what is left fails as one group instead of being tried item by item.
-    """
-    done: list[tuple[list[Any], Any]] = []
-    failed: list[tuple[list[Any], BaseException]] = []
-    stack = [items]
-    n_failed_calls = 0
-    any_ok = False
-    while stack:
-        sub = stack.pop()
-        try:
-            result = attempt(sub)
-        except BaseException as exc:  # noqa: BLE001 - a SystemExit in an embedder fails records
-            n_failed_calls += 1
-            if not any_ok and n_failed_calls >= budget:
-                rest = sub + [it for s in reversed(stack) for it in s]
-                stack.clear()
-                failed.append((rest, exc))
-            elif len(sub) == 1:
-                failed.append((sub, exc))
-            else:
-                mid = len(sub) // 2
-                stack.append(sub[mid:])
-                stack.append(sub[:mid])
-            continue
-        any_ok = True
-        done.append((sub, result))
-    return done, failed
-
-
-def _budget(n: int) -> int:
-    """Failed calls allowed before anything succeeds: enough to isolate a few bad records."""
-    return 2 * max(n, 1).bit_length() + 2
-
-
-class CollapseMonitor:
+class CollapseMonitor(_IngestWorker):
     """Embeds, stores and measures everything agents say, step by step.
 
     Args:
@@ -442,149 +344,9 @@ class CollapseMonitor:
             self._note_error(f"{where}: {type(exc).__name__}: {exc}")
         logger.warning("llmweb: %s failed and was skipped: %r", where, exc)
 
+
     # ------------------------------------------------------------------ worker side
-    def _ensure_worker(self) -> None:
-        # Two pipelined stages: embedding (torch releases the GIL) overlaps the Qdrant upsert of
-        # the previous batch. Each queued record is marked done only after the store stage.
-        if self._worker is None or not self._worker.is_alive():
-            self._worker = threading.Thread(
-                target=self._run, name=f"llmweb-embed-{self.run_id}", daemon=True
-            )
-            self._worker.start()
-        if self._store_worker is None or not self._store_worker.is_alive():
-            self._store_worker = threading.Thread(
-                target=self._run_store, name=f"llmweb-store-{self.run_id}", daemon=True
-            )
-            self._store_worker.start()
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                self._store_q.put(_STOP)
-                self._queue.task_done()
-                return
-            batch = [first]
-            deadline = time.monotonic() + self.linger
-            stop = False
-            while len(batch) < self.batch_size:
-                try:
-                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                batch.append(nxt)
-            try:
-                good, vecs, bad = self._embed(batch)
-            except BaseException as exc:  # noqa: BLE001 - never let the worker die
-                good, vecs, bad = [], None, [(batch, exc)]
-            for items, err in bad:
-                self._fail(items, "embed", err)
-                for _ in items:
-                    self._queue.task_done()
-            if good:
-                self._store_q.put((good, vecs))
-            if stop:
-                self._store_q.put(_STOP)
-                self._queue.task_done()
-                return
-
-    def _run_store(self) -> None:
-        while True:
-            job = self._store_q.get()
-            if job is _STOP:
-                return
-            batch, vecs = job
-            advanced = False
-            try:
-                advanced = self._store(batch, vecs)
-            except BaseException as exc:  # noqa: BLE001 - never let the worker die
-                self._fail(batch, "store", exc)
-            if advanced:  # a step was completed by a later one
-                try:
-                    with self._lock:
-                        self._check_single_agent(final=False)
-                        self._check_alarms(final=False)
-                except BaseException as exc:  # noqa: BLE001 - e.g. SystemExit from on_alarm
-                    self.count_handler_error("alarm check", exc)
-            for _ in batch:
-                self._queue.task_done()
-
-    def _note_error(self, msg: str) -> None:
-        self._errors.append(msg)
-        del self._errors[:-_MAX_ERRORS]
-
-    def _fail(self, batch: list[_Item], where: str, exc: BaseException) -> None:
-        msg = f"{where}: {type(exc).__name__}: {exc}"
-        failed = [replace(it, error=msg) for it in batch]
-        with self._lock:
-            self._failed += len(failed)
-            self._unreported.extend(failed)
-            self.failed_items.extend(failed)
-            self._note_error(msg if len(failed) > 1 else f"{failed[0].describe()}")
-        logger.error("llmweb: %s failed for %d record(s) of run %s (%s): %r", where, len(batch),
-                     self.run_id, failed[0].describe() if len(failed) == 1 else "the batch", exc)
-
-    def _embed_call(self, batch: list[_Item]) -> np.ndarray:
-        vecs = np.asarray(self.embedder.embed([it.text for it in batch]), dtype=np.float32)
-        if vecs.shape != (len(batch), self.store.dim):
-            raise ValueError(
-                f"embedder returned shape {vecs.shape}; expected ({len(batch)}, {self.store.dim})"
-            )
-        return vecs
-
-    def _embed(self, batch: list[_Item]) -> tuple[list[_Item], np.ndarray | None,
-                                                    list[tuple[list[_Item], BaseException]]]:
-        """Embed ``batch``; returns the embedded items, their vectors, and the failed groups."""
-        done, bad = _bisect(batch, self._embed_call, budget=_budget(len(batch)))
-        good: list[_Item] = []
-        blocks: list[np.ndarray] = []
-        for items, vecs in done:
-            finite = np.isfinite(vecs).all(axis=1)
-            if not finite.all():  # a non-finite row fails its record alone
-                bad.extend(([it], ValueError("the embedder returned a non-finite (NaN/inf) "
-                                             "vector for this text"))
-                           for it, ok in zip(items, finite) if not ok)
-                items = [it for it, ok in zip(items, finite) if ok]
-                vecs = vecs[finite]
-            good.extend(items)
-            blocks.append(vecs)
-        with self._lock:
-            self._embedded += len(good)
-        if not good:
-            return [], None, bad
-        return good, (blocks[0] if len(blocks) == 1 else np.concatenate(blocks)), bad
-
-    def _store(self, batch: list[_Item], vecs: np.ndarray) -> bool:
-        """Upsert ``batch``; failing records fail alone. True if a newer step was reached."""
-        recs = [
-            Record(text=it.text, run_id=self.run_id, agent=it.agent, step=it.step, kind=it.kind,
-                   index=it.index, metadata=it.metadata, created_at=it.created_at, vector=v)
-            for it, v in zip(batch, vecs)
-        ]
-        positions = list(range(len(batch)))
-        done, bad = _bisect(positions, lambda pos: self.store.upsert([recs[i] for i in pos]),
-                            budget=_budget(len(batch)))
-        with self._lock:
-            prev_max = self._max_step
-            for pos, _ in done:
-                self._stored += len(pos)
-                for i in pos:
-                    it, v = batch[i], vecs[i]
-                    self._kind_counts[it.step][it.kind] += 1
-                    if it.kind in self.metric_kinds:
-                        acc = self._acc.get(it.step)
-                        if acc is None:
-                            acc = self._acc[it.step] = StepAccumulator(it.step)
-                        acc.add(v[None, :], [it.agent])
-                        self._step_agents[it.step].add(it.agent)
-                        self._max_step = max(self._max_step, it.step)
-            advanced = self._max_step > prev_max
-        for pos, exc in bad:
-            self._fail([batch[i] for i in pos], "store", exc)
-        return advanced
+    # _ensure_worker, _run, _run_store, _embed, _store, _fail: see _IngestWorker (_ingest.py)
 
     # ------------------------------------------------------------------ attribution
     def _check_single_agent(self, *, final: bool) -> None:
