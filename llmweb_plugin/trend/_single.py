@@ -288,9 +288,9 @@ def collapse_trend(values: Sequence[float] | np.ndarray, *,
     """Is one per-step metric collapsing? A verdict with its uncertainty.
 
     See :mod:`llmweb_plugin.trend` for the method (OLS slope, Newey-West HAC with a fixed-b
-    reference) and the precise verdict rules. Never raises on data: too few, all-NaN or constant series give
-    "inconclusive" or "stable" with the reason; non-finite values are dropped with their steps
-    and counted in ``n_dropped``.
+    reference) and the precise verdict rules. Never raises on data: too few, all-NaN or constant
+    series give "inconclusive" or "stable" with the reason; non-finite values are dropped with
+    their steps and counted in ``n_dropped``.
 
     Args:
         values: the metric per step, shape ``(n_steps,)``; ``None``/NaN/inf are dropped.
