@@ -112,13 +112,13 @@ def run(args: argparse.Namespace) -> int:
 def _run_gmm(args: argparse.Namespace, names: list[str]) -> Any:
     from .experiments import default_gmm_arms, run_gmm_experiment
     from .proxies import InteractingGMMWeb
-    from .proxies.presets import _FIG6_MEANS
+    from .proxies.presets import FIG6_MEANS
 
     seeds = 20 if args.replicates is None else args.replicates
     steps = 200 if args.steps is None else args.steps
     web = InteractingGMMWeb(n_steps=steps)  # the paper's Fig. 4 setting
     if args.preset == "fig6":
-        web = dataclasses.replace(web, means=_FIG6_MEANS)  # as the lwd-fig6 preset
+        web = dataclasses.replace(web, means=FIG6_MEANS)  # as the lwd-fig6 preset
     arms = default_gmm_arms(injection=args.injection, variation=args.variation,
                             human_rate=args.human_rate)
     return run_gmm_experiment({a: arms[a] for a in names}, web=web, seeds=range(seeds),

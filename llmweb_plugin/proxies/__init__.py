@@ -2,7 +2,9 @@
 
 Modules, top-down (each imports only those below it):
 
-* :mod:`.presets`: named configurations (``GMM_PRESETS``, :func:`gmm_preset`);
+* :mod:`.presets`: named configurations (``GMM_PRESETS``, :func:`gmm_preset`, ``FIG6_MEANS``);
+* :mod:`.steps`: the public pieces of one step, for loops of one's own (the mitigation
+  experiments); not exported here;
 * :mod:`.gmm`: :class:`InteractingGMMWeb` (paper Algorithms 2-3): parameters, validation, engine
   choice; :class:`GMMInjection`;
 * :mod:`._numpy_engine` and :mod:`._numba_engine` (loaded only when a run asks for it, extra

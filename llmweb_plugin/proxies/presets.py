@@ -10,11 +10,11 @@ from typing import Any
 from .gmm import GMMInjection, InteractingGMMWeb
 from .silo import SiloGMM
 
-__all__ = ["GMM_PRESETS", "gmm_preset"]
+__all__ = ["FIG6_MEANS", "GMM_PRESETS", "gmm_preset"]
 
 #: Fig. 6 means (our choice; the paper does not report them): 11 unit-variance components in
 #: d = 1 at -5, -4, ..., 5 (spacing one standard deviation, so neighbours overlap strongly).
-_FIG6_MEANS = tuple((float(x),) for x in range(-5, 6))
+FIG6_MEANS = tuple((float(x),) for x in range(-5, 6))
 
 _FIG4 = InteractingGMMWeb(
     n_agents=3, means=((-5.0,), (5.0,)), cov=((1.0,),), dirichlet_alpha=1.0, beta=0.5,
@@ -27,7 +27,7 @@ GMM_PRESETS: Mapping[str, InteractingGMMWeb | SiloGMM] = MappingProxyType({
     # Paper Fig. 4: n=3, d=1, B=2, means +-5, unit variance, a=1, beta=0.5, L=3, T=200, 5 reps.
     "lwd-fig4": _FIG4,
     # Paper Fig. 6: B=11 (means our choice: -5..5, unit variance), other settings as Fig. 4.
-    "lwd-fig6": dataclasses.replace(_FIG4, means=_FIG6_MEANS),
+    "lwd-fig6": dataclasses.replace(_FIG4, means=FIG6_MEANS),
     # Performance target: Fig. 4 with n=1000 agents, one replicate.
     "lwd-fig4-n1000": dataclasses.replace(_FIG4, n_agents=1000, n_replicates=1),
     # Fig. 4 with 3 external points per step from a balanced mixture (mitigation demo).
