@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1] / "llmweb_plugin"
 PACKAGE = "llmweb_plugin"
 MAX_LINES = 700
 #: Rooms whose move is done (held strictly).
-FINISHED = frozenset({"proxies", "trend"})
+FINISHED = frozenset({"proxies", "trend", "web"})
 _NOT_YET = pytest.mark.xfail(strict=False, reason="other rooms not moved yet")
 
 
@@ -210,6 +210,68 @@ def test_proxies_public_names_are_pinned_and_reach_the_top_package():
         "lwd-fig6"]
     with pytest.raises(TypeError):
         proxies.GMM_PRESETS["mine"] = proxies.InteractingGMMWeb()  # type: ignore[index]
+
+
+def _isort_order(names: list[str]) -> list[str]:
+    """``__all__`` order of the project (ruff RUF022): CONSTANTS, then Classes, then functions."""
+    return sorted(names, key=lambda n: (0 if n.isupper() else 1 if n[:1].isupper() else 2, n))
+
+
+def test_web_public_names_are_pinned_and_each_comes_from_its_module():
+    from llmweb_plugin import web
+    from llmweb_plugin.web import mitigations
+
+    assert web.__all__ == [
+        "CRYPTO_SEEDS", "DEFAULT_PROMPT_TEMPLATE", "PAPER_QUERY", "RETRIEVAL_MODES", "TOPOLOGIES",
+        "AgentAnswer", "AgentError", "AgentRequest", "CallableResponder", "ChatModelResponder",
+        "ContextDraw", "EchoAgent", "GraphResponder", "Responder", "RunnableResponder",
+        "SeedPost", "WebCache", "WebConfig", "WebHook", "WebResult", "as_responder",
+        "begin_step", "check_hooks", "derive_rng", "draw_context", "end_step", "k_for",
+        "make_config", "message_text", "metrics_from_store", "neighbours", "notify_step",
+        "query_vector_for", "resolve_seed", "ring", "run_agent", "run_web", "seed_texts",
+        "small_world", "start_run", "visible_web"]
+    assert mitigations.__all__ == [
+        "ExternalInjection", "HumanSampling", "InjectionStats", "JsonlSink", "PromptVariation",
+        "QdrantReviewSink", "QdrantSource", "ReviewItem", "ReviewQueue", "ReviewSink",
+        "Variation", "inject_on_alarm"]
+    for mod in (web, mitigations):
+        assert mod.__all__ == _isort_order(mod.__all__), mod.__name__
+        assert [n for n in mod.__all__ if not hasattr(mod, n)] == [], mod.__name__
+    home = {name: getattr(getattr(web, name), "__module__", None) for name in web.__all__}
+    assert {n: m for n, m in home.items() if m is not None and callable(getattr(web, n))} == {
+        **{n: "llmweb_plugin.web.agents" for n in (
+            "AgentAnswer", "AgentError", "CallableResponder", "ChatModelResponder", "EchoAgent",
+            "GraphResponder", "Responder", "RunnableResponder", "as_responder", "message_text")},
+        **{n: "llmweb_plugin.web.hooks" for n in ("AgentRequest", "WebHook", "check_hooks")},
+        **{n: "llmweb_plugin.web.config" for n in ("WebConfig", "k_for", "make_config")},
+        **{n: "llmweb_plugin.web.topology" for n in ("neighbours", "ring", "small_world")},
+        **{n: "llmweb_plugin.web.rng" for n in ("derive_rng", "resolve_seed")},
+        **{n: "llmweb_plugin.web.retrieval" for n in (
+            "ContextDraw", "WebCache", "draw_context", "query_vector_for", "visible_web")},
+        **{n: "llmweb_plugin.web.step" for n in (
+            "begin_step", "end_step", "metrics_from_store", "notify_step", "run_agent",
+            "start_run")},
+        **{n: "llmweb_plugin.web.loop" for n in ("WebResult", "run_web")},
+        **{n: "llmweb_plugin.web.seeds" for n in ("SeedPost", "seed_texts")},
+    }
+    assert len(web.CRYPTO_SEEDS) == 20 and web.PAPER_QUERY.endswith("prospects of Bitcoin.")
+
+
+def test_web_imports_point_down_to_the_core_and_mitigations_build_on_hooks_only():
+    graph = _merged(import_graph())
+    w = f"{PACKAGE}.web"
+    outside = {t for m, ts in graph.items() if m.startswith(w) for t in ts if not t.startswith(w)}
+    assert outside == {f"{PACKAGE}.{m}" for m in ("metrics", "monitor", "store")}
+    m = f"{w}.mitigations"
+    uses = {t for src, ts in graph.items() if src.startswith(m) for t in ts
+            if t.startswith(w) and not t.startswith(m)}
+    assert uses == {f"{w}.hooks"}  # never the loop or a step
+    for base in ("hooks", "rng", "seeds", "topology"):
+        assert {t for t in graph[f"{w}.{base}"] if t.startswith(w)} == set(), base
+    assert {t for t in graph[f"{w}.step"] if t.startswith(w)} == {
+        f"{w}.{x}" for x in ("agents", "config", "hooks", "retrieval", "rng")}
+    importers_of_loop = {src for src, ts in graph.items() if f"{w}.loop" in ts}
+    assert importers_of_loop == {w}
 
 
 # ---------------------------------------------------------------------------- the core

@@ -1,6 +1,29 @@
-"""The agent web: the paper's dynamics, agent adapters, hook points and seeds (issue 11).
+"""The agent web: the paper's dynamics (arXiv 2506.15690, Algorithm 1), framework-free.
+
+Modules, top-down (each imports only those below it):
+
+* :mod:`.loop`: :func:`run_web`, the web as a plain sequential loop, and :class:`WebResult`;
+* :mod:`.step`: one step's pieces, which ``llmweb_langgraph.create_web_graph`` runs as graph
+  nodes: :func:`start_run`, :func:`begin_step`, :func:`run_agent`, :func:`end_step`;
+* :mod:`.retrieval`: what an agent reads (:func:`visible_web`, :func:`draw_context`,
+  :class:`WebCache`);
+* :mod:`.config`: :class:`WebConfig`, :func:`make_config`, the paper's query, ``k_for``;
+* :mod:`.topology`: who reads whom (:func:`neighbours`, :func:`ring`, :func:`small_world`);
+* :mod:`.rng`: one seed per run, one generator per draw (:func:`derive_rng`);
+* :mod:`.agents`: whatever a user has (chat model, runnable, graph, callable) as a
+  :class:`Responder`; :class:`EchoAgent`, an instant fake;
+* :mod:`.hooks`: :class:`AgentRequest` and :class:`WebHook`, where mitigations plug in;
+* :mod:`.seeds`: the 20 seed posts ``A(0)`` (:data:`CRYPTO_SEEDS`);
+* :mod:`llmweb_plugin.web.mitigations`: external injection, prompt variation, human review.
 
 ``import llmweb_plugin.web`` needs numpy and qdrant-client only; frameworks load where used.
+
+Example (a whole run: ``examples/01_agent_web.py``):
+    >>> from llmweb_plugin.web import make_config
+    >>> cfg = make_config(["a", "b", "c", "d"], topology="ring", n_steps=2, responses_per_step=2)
+    >>> len(cfg.seeds), sorted(cfg.resolve_topology(seed=0)["a"]), cfg.post_agents(
+    ...     cfg.resolve_topology(seed=0), "a")
+    (20, ['b', 'd'], ['a', 'b', 'd'])
 """
 
 from __future__ import annotations
@@ -17,36 +40,21 @@ from .agents import (
     as_responder,
     message_text,
 )
-from .hooks import AgentRequest, WebHook
-from .seeds import CRYPTO_SEEDS, SeedPost, seed_texts
-from .step import (
+from .config import (
     DEFAULT_PROMPT_TEMPLATE,
     PAPER_QUERY,
     RETRIEVAL_MODES,
-    TOPOLOGIES,
-    ContextDraw,
-    WebCache,
     WebConfig,
-    WebResult,
-    begin_step,
-    check_hooks,
-    derive_rng,
-    draw_context,
-    end_step,
     k_for,
     make_config,
-    metrics_from_store,
-    neighbours,
-    notify_step,
-    query_vector_for,
-    resolve_seed,
-    ring,
-    run_agent,
-    run_web,
-    small_world,
-    start_run,
-    visible_web,
 )
+from .hooks import AgentRequest, WebHook, check_hooks
+from .loop import WebResult, run_web
+from .retrieval import ContextDraw, WebCache, draw_context, query_vector_for, visible_web
+from .rng import derive_rng, resolve_seed
+from .seeds import CRYPTO_SEEDS, SeedPost, seed_texts
+from .step import begin_step, end_step, metrics_from_store, notify_step, run_agent, start_run
+from .topology import TOPOLOGIES, neighbours, ring, small_world
 
 __all__ = [
     "CRYPTO_SEEDS",

@@ -5,7 +5,8 @@ paper's ``L`` generations per step). :func:`as_responder` turns into such a :cla
 
 - a LangChain chat model (``BaseChatModel``): one ``generate([messages], n=L)`` call when the model
   declares it samples ``n`` answers in one batch (a ``supports_n`` attribute, a ``generate_n``
-  method like the local SmolLM2 model's, or an ``n`` field like OpenAI's), otherwise ``model.batch([messages] * L, config)``;
+  method like the local SmolLM2 model's, or an ``n`` field like OpenAI's), otherwise
+  ``model.batch([messages] * L, config)``;
 - a LangChain runnable (LCEL): ``runnable.batch([prompt] * L, config)`` with the prompt as a
   string; the output may be a string or a message;
 - a compiled LangGraph graph, such as a ``langchain.agents.create_agent`` agent: input

@@ -13,7 +13,8 @@ An agent web (``llmweb_langgraph.create_web_graph``) calls, at every step ``t``:
 
 Hooks must be deterministic given ``rng`` (a ``numpy.random.Generator`` derived from the web's
 seed, the step and the hook's position), so a run resumed from a checkpoint repeats them exactly.
-:class:`WebHook` is a no-op base class to subclass.
+:class:`WebHook` is a no-op base class to subclass; :func:`check_hooks` checks a list of hooks
+before a run starts.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..monitor import CollapseMonitor
     from ..store import Record
 
-__all__ = ["AgentRequest", "WebHook"]
+__all__ = ["AgentRequest", "WebHook", "check_hooks"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,3 +78,24 @@ class WebHook:
     def after_step(self, *, step: int, posts: Sequence[Record], monitor: CollapseMonitor,
                    rng: np.random.Generator) -> None:
         """Called once per step after its posts are stored."""
+
+
+def check_hooks(hooks: Sequence[Any]) -> tuple[WebHook, ...]:
+    """Check that each mitigation has the :class:`~llmweb_plugin.web.WebHook` methods."""
+    if isinstance(hooks, WebHook):
+        hooks = [hooks]
+    out = []
+    for h in hooks:
+        missing = [m for m in ("before_step", "vary", "after_step")
+                   if not callable(getattr(h, m, None))]
+        if missing:
+            raise TypeError(f"mitigation {h!r} lacks {missing}; subclass "
+                            "llmweb_plugin.web.WebHook")
+        out.append(h)
+    return tuple(out)
+
+
+def hook_name(h: Any) -> str:
+    """A hook's name for error messages: its ``name``, else its class name."""
+    name = getattr(h, "name", None)
+    return type(h).__name__ if not name or name == WebHook.name else str(name)
