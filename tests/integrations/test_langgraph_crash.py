@@ -11,7 +11,7 @@ forks a child per kill point, so the matrix takes seconds. Each run is then resu
 ``llmweb run --resume k`` in a fresh process (this one) and must end with exactly what an
 uninterrupted run holds: ``|A(0)| + n T`` seeds and posts, ``n L T`` responses and ``T``
 history entries, the same records and the same ``||D(t)||_F`` series; the resume re-runs
-exactly the agent tasks whose writes were not saved, and a second resume is a no-op. One kill
+only agent tasks whose writes were not saved, each once, and a second resume is a no-op. One kill
 point also runs both processes as the real ``llmweb`` console script with the real MiniLM
 embedder, alongside the matrix.
 
@@ -77,10 +77,15 @@ ZYGOTE += textwrap.dedent('''
     import llmweb_plugin.store as lw_store
     from llmweb_plugin.cli import main
     # what `llmweb run` imports lazily, imported once here rather than in every child
-    import langchain_core.tracers.context, langchain_core.tracers.run_collector
-    import langchain_core.tracers.stdout, numpy.random, portalocker, sqlite3
-    import llmweb_langgraph, llmweb_plugin.cli_run, llmweb_plugin.web
-    import llmweb_plugin.report
+    import importlib
+    for name in ("langchain_core.tracers.context", "langchain_core.tracers.run_collector",
+                 "langchain_core.tracers.stdout", "numpy.random", "portalocker", "sqlite3",
+                 "llmweb_langgraph", "llmweb_plugin.cli_run", "llmweb_plugin.web",
+                 "llmweb_plugin.report"):
+        try:
+            importlib.import_module(name)
+        except ImportError:  # only a speed-up
+            pass
 
     lw_store.default_embedder = HashEmbedder
     root, points, run = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
@@ -299,14 +304,18 @@ def test_resume_after_a_kill_at_every_node_boundary(killed, reference, hash_stor
         assert f"run k had already finished its {T} steps: nothing to do" in out
     else:
         assert f"resumed run k after {done} of {T} finished steps" in out
-    # exactly the unfinished agent tasks ran again; finished steps and saved tasks did not
-    assert sorted(calls) == sorted({(a, t) for t in range(done + 1, T + 1) for a in AGENTS}
-                                   - saved)
+    # only unfinished agent tasks ran again, each once: no finished step, no task whose
+    # writes the checkpoint shows as saved, and every task of the later steps. (Writes saved
+    # for a checkpoint still being written in the background are not shown by get_state but
+    # are used by the resume, so the step in progress may re-run fewer tasks than shown.)
+    assert len(calls) == len(set(calls)), calls
+    assert {t for _, t in calls} <= set(range(done + 1, T + 1)), (done, calls)
+    assert not set(calls) & saved, (saved, calls)
+    assert {(a, t) for t in range(done + 2, T + 1) for a in AGENTS} <= set(calls), calls
     # a second resume changes nothing and says so
     code, out2, _ = _cli("run", "--resume", "k", "--out", str(folder), "--no-progress",
                          "--no-report")
     assert code == 0 and f"run k had already finished its {T} steps: nothing to do" in out2
-    assert len(calls) == len(set(calls))  # no agent task ran twice
 
     after, (ref, ref_res) = _store_summary(folder), reference
     assert after["seed"] == len(CRYPTO_SEEDS)
