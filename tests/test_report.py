@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 
 import llmweb_plugin as lw
-from llmweb_plugin.report import classical_mds
-from llmweb_plugin.report import SCHEMA, DiversityReport
+from llmweb_plugin.report import SCHEMA, DiversityReport, classical_mds
 from llmweb_plugin.report.render_markdown import md_escape
 from llmweb_plugin.testing import brute_force_collapse_norm
 
