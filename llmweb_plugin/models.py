@@ -616,7 +616,7 @@ def _generate_rows(lm: Any, enc: Mapping[str, Any], gen_kwargs: dict[str, Any]) 
 
     ``generate(num_return_sequences=n)`` copies the prompt n times and runs the model over all
     n copies; here the prompt (but its last token) is read once, its key/value cache is copied
-    to n rows and generation continues from there: the same n samples at a fraction of the
+    to n rows and the one ``generate`` call continues from there: the same n samples at a fraction of the
     prompt's cost (the prompt is most of the tokens a web step reads).
     """
     n = int(gen_kwargs.get("num_return_sequences") or 1)
@@ -628,10 +628,9 @@ def _generate_rows(lm: Any, enc: Mapping[str, Any], gen_kwargs: dict[str, Any]) 
     mask = enc["attention_mask"]
     cache = DynamicCache(config=lm.config)
     lm(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], cache=cache, use_cache=True)
+    # generate copies the prompt's tensors to n rows itself, but not a cache object
     cache.batch_repeat_interleave(n)
-    kwargs = {**gen_kwargs, "num_return_sequences": 1}
-    return lm.generate(input_ids=ids.repeat(n, 1), attention_mask=mask.repeat(n, 1),
-                       cache=cache, **kwargs)
+    return lm.generate(**enc, cache=cache, **gen_kwargs)
 
 
 def _truncate_at_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:

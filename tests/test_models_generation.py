@@ -96,7 +96,9 @@ def test_shared_prompt_generation_matches_plain_generate(n: int) -> None:
 def test_real_model_stops_each_answer_after_its_first_sentence() -> None:
     chat = local_chat_model(seed=3, stop_at_sentence_end=True, max_new_tokens=48)
     prompt = "Please provide EXACTLY one concise sentence about the future prospects of Bitcoin."
-    res = chat.generate([[("human", prompt)]], n=4)
+    from langchain_core.messages import HumanMessage
+
+    res = chat.generate([[HumanMessage(content=prompt)]], n=4)
     gens = res.generations[0]
     assert len(gens) == 4
     for g in gens:
