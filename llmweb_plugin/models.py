@@ -550,7 +550,7 @@ def _role(message: BaseMessage) -> str:
 _SENTENCE_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*(?=\s)")
 #: Words whose trailing period is not a sentence end.
 _ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "st", "u.s",
-                            "u.k", "approx", "inc", "no"})
+                            "u.k", "approx", "inc"})
 #: A sentence end within the first characters of an answer does not count ("1. ", "Sure! ").
 MIN_SENTENCE_CHARS = 16
 
