@@ -9,7 +9,9 @@ Each queued record is marked done only after the store stage, so ``flush`` waits
 One bad record fails only itself: :func:`_bisect` splits a failing batch in halves until the
 failing records are alone, and gives up on the rest of the batch as a whole when nothing succeeds
 within :func:`_budget` calls (the embedder or the store is down). A non-finite row from the
-embedder fails its record alone. Any exception, ``BaseException`` included, fails its records and
+embedder fails its record alone. The embedded vectors are put in the form the store keeps
+(:meth:`~llmweb_plugin.store.WebStore.as_stored`: unit vectors for a cosine collection) before
+they are stored and added to the step's metrics, so the monitor measures what the store holds. Any exception, ``BaseException`` included, fails its records and
 the workers keep going; failures are counted, logged and kept in ``failed_items``.
 """
 
@@ -234,7 +236,8 @@ class _IngestWorker:
                 items = [it for it, ok in zip(items, finite) if ok]
                 vecs = vecs[finite]
             good.extend(items)
-            blocks.append(vecs)
+            # the vectors as the store keeps them (unit for cosine): the metrics measure these
+            blocks.append(self.store.as_stored(vecs))
         with self._lock:
             self._embedded += len(good)
         if not good:

@@ -6,6 +6,13 @@ so the paper's series (``||D(t)||_F`` between the agents' mean embeddings, sprea
 distance) costs ``O(d)`` per record. (The worker side lives in ``_ingest.py``, the checks of
 :meth:`CollapseMonitor.record`'s arguments in ``_validate.py``.)
 
+The metrics are computed on the vectors as stored
+(:meth:`~llmweb_plugin.store.WebStore.as_stored`): unit vectors for a cosine collection (the
+default; a zero vector stays zero and is counted in ``n_zero_vectors``), the embedder's own vectors
+for a euclid or dot one. So :meth:`CollapseMonitor.history`, a report, ``trend(run_id=...)`` and a
+rebuild from the folder in a later process give the same numbers, whether or not the embedder
+normalises.
+
 Failures of the embedder or the store are counted, logged and kept (``failed_items``,
 ``retry_failed()``), and reported by :meth:`CollapseMonitor.flush` and
 :meth:`CollapseMonitor.close`; nothing is dropped silently and nothing raises into the caller's

@@ -10,6 +10,17 @@ Point layout (compatible with ``langchain_qdrant.QdrantVectorStore``)::
     payload: {"page_content": text,
               "metadata": {"run_id", "agent", "step", "kind", "index", "created_at", ...user keys}}
 
+**What the vectors are.** With a cosine collection (the default) the store keeps unit vectors:
+Qdrant normalises cosine vectors itself (a server always; qdrant-client's local mode in memory,
+while it saves them to a folder as given, so a reopened folder would read back other vectors).
+:meth:`WebStore.upsert` therefore writes each nonzero vector scaled to unit length (a zero vector
+stays zero), in a form Qdrant keeps bit for bit, and :meth:`WebStore.records` reads those same
+vectors in memory and after reopening. Every metric (the live monitor's, a report's, a rebuild from
+the store in another process) is computed on these stored vectors, so they all agree for any
+embedder. Euclid, dot and manhattan collections keep the vectors as given. (A record rewritten
+under the same id in local mode, and a Qdrant server's own normalisation, may differ from the
+written vector in the last float32 bit, about 1e-7 relative.)
+
 Point ids are ``uuid5(run_id | agent | step | kind | index)``: writing the same record twice is
 idempotent. ``kind`` is one of ``seed``, ``post``, ``response``, ``external``, ``human``; the web
 ``A(t)`` of a run is every record of the web kinds (all but ``response``).
@@ -69,6 +80,38 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "embedder"
 
 
+#: Rounds of Qdrant's own float32 normalisation tried to reach a vector it leaves unchanged.
+_FIXED_POINT_ROUNDS = 8
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """The rows of ``vectors`` (shape ``(n, dim)``) as a cosine collection keeps them (float32).
+
+    A nonzero row is scaled to unit length (in float64, after dividing by its largest magnitude,
+    so no row overflows or underflows), then made a fixed point of the normalisation
+    qdrant-client's local mode applies in memory (``row / np.linalg.norm(row)`` in float32): the
+    copy Qdrant holds in memory and the copy it saves to disk are then the same bits. A row whose
+    float32 norm is already exactly 1 is returned unchanged, so this is idempotent. A zero row
+    stays zero (Qdrant keeps it; the metrics count it in ``n_zero_vectors``).
+    """
+    V = np.array(vectors, dtype=np.float32, copy=True).reshape(len(vectors), -1)
+    for i in range(V.shape[0]):
+        row = V[i]
+        n = np.linalg.norm(row)
+        if n == 1.0 or not np.any(row):
+            continue
+        w = row.astype(np.float64)
+        w /= np.max(np.abs(w))
+        u = (w / np.linalg.norm(w)).astype(np.float32)
+        for _ in range(_FIXED_POINT_ROUNDS):
+            n = np.linalg.norm(u)
+            if n == 1.0:
+                break
+            u = u / n
+        V[i] = u
+    return V
+
+
 def _distance(name: str | models.Distance) -> models.Distance:
     if isinstance(name, models.Distance):
         return name
@@ -97,7 +140,9 @@ class WebStore:
             collection named by ``collection=``, else the only ``llmweb__*`` collection there).
         dim: vector size when no embedder is given.
         distance: ``"cosine"``, ``"euclid"``, ``"dot"`` or ``"manhattan"``; default (``None``)
-            cosine, or the existing collection's when its size is read from it.
+            cosine, or the existing collection's when its size is read from it. A cosine
+            collection stores (and the metrics measure) unit vectors, see :meth:`as_stored`;
+            the others store the vectors as given.
         **client_kwargs: passed to ``QdrantClient`` (e.g. ``timeout``, ``prefer_grpc``).
 
     Raises:
@@ -304,7 +349,7 @@ class WebStore:
                 raise ValueError(
                     f"vectors has shape {vectors.shape}; expected ({len(recs)}, {self.dim})"
                 )
-        points = []
+        rows = []
         for i, rec in enumerate(recs):
             if rec.kind not in _KIND_ORDER:
                 raise ValueError(f"kind must be one of {KINDS}; got {rec.kind!r}")
@@ -316,9 +361,10 @@ class WebStore:
                 raise ValueError(f"vector of size {vec.shape[0]}; this store holds {self.dim}-d")
             if not np.all(np.isfinite(vec)):
                 raise ValueError(f"record {rec.point_id} has a non-finite vector")
-            points.append(
-                models.PointStruct(id=rec.point_id, vector=vec.tolist(), payload=rec.payload())
-            )
+            rows.append(vec)
+        stored = self.as_stored(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
+        points = [models.PointStruct(id=rec.point_id, vector=vec.tolist(), payload=rec.payload())
+                  for rec, vec in zip(recs, stored)]
         with self._lock:
             self._check_open()
             for start in range(0, len(points), _UPSERT_BATCH):
@@ -326,6 +372,26 @@ class WebStore:
                     self.collection, points=points[start : start + _UPSERT_BATCH], wait=True
                 )
         return len(points)
+
+    def as_stored(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` (shape ``(n, dim)``) as this collection keeps them, as float32.
+
+        A cosine collection keeps unit vectors (Qdrant normalises them on a server and in
+        local mode alike), so :meth:`upsert` writes each nonzero vector scaled to unit length and
+        a zero vector as zero; what is written is exactly what is read back, in the same process
+        and after reopening a local folder. Other distances keep the vectors as given. The
+        monitor measures these vectors, so every read-out of a run gives the same numbers.
+        Idempotent. Rows are not checked for NaN or inf here (:meth:`upsert` refuses them).
+
+        Raises:
+            ValueError: ``vectors`` is not of shape ``(n, dim)``.
+        """
+        V = np.asarray(vectors, dtype=np.float32)
+        if V.ndim != 2 or V.shape[1] != self.dim:
+            raise ValueError(f"vectors has shape {V.shape}; expected (n, {self.dim})")
+        if self.distance == models.Distance.COSINE:
+            return _unit_rows(V)
+        return V.copy()
 
     def add_texts(
         self,
@@ -343,6 +409,8 @@ class WebStore:
             raise ValueError("this store has no embedder; pass vectors to upsert() instead")
         texts = list(texts)
         vecs = self.embedder.embed(texts) if texts else np.zeros((0, self.dim), np.float32)
+        if texts and np.all(np.isfinite(vecs)):  # the records carry the vectors as stored
+            vecs = self.as_stored(vecs)
         recs = [
             Record(text=t, run_id=run_id, agent=agent, step=step, kind=kind,
                    index=start_index + i, metadata=dict(metadata or {}), vector=v)
@@ -422,10 +490,17 @@ class WebStore:
         before_step: int | None = None,
         with_vectors: bool = False,
     ) -> list[Record]:
-        """Records matching the filters, in a stable order (step, kind, agent, index)."""
+        """Records matching the filters, in a stable order (step, kind, agent, index).
+
+        With ``with_vectors``, a cosine collection's vectors are the unit vectors
+        :meth:`as_stored` wrote, in memory and after reopening alike (vectors an older version
+        saved unnormalised in a local folder are normalised as they are read).
+        """
         flt = self._filter(run_id=run_id, agent=agent, step=step, kind=kind,
                            before_step=before_step)
         recs = [Record.from_point(p) for p in self._scroll(flt, with_vectors)]
+        if with_vectors and self.distance == models.Distance.COSINE:
+            recs = [_unit_record(r) for r in recs]
         recs.sort(key=_sort_key)
         return recs
 
@@ -565,6 +640,18 @@ class WebStore:
     def __repr__(self) -> str:
         where = "local" if self.is_local else "server"
         return f"WebStore(collection={self.collection!r}, dim={self.dim}, {where})"
+
+
+def _unit_record(record: Record) -> Record:
+    """``record`` with its vector as a cosine collection keeps it (unchanged when it already is).
+
+    Qdrant's local mode saves cosine vectors as they were given, so a folder written before the
+    store normalised them holds raw vectors that read back unnormalised after reopening.
+    """
+    v = record.vector
+    if v is None or not np.all(np.isfinite(v)) or np.linalg.norm(v) == 1.0 or not np.any(v):
+        return record
+    return replace(record, vector=_unit_rows(v[None, :])[0])
 
 
 def with_vector(record: Record, vector: np.ndarray) -> Record:
