@@ -28,6 +28,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["build_run"]
 
 _NAN = float("nan")
+#: Metadata key of a run's first seed record (kind ``seed``, index 0) where ``llmweb run`` keeps
+#: the settings it ran with (``llmweb_plugin.cli_report.save_run_settings`` writes it).
+SETTINGS_KEY = "llmweb_settings"
 
 
 def _safe(fn: Any, *args: Any, **kwargs: Any) -> float:
@@ -147,6 +150,14 @@ def _stored_usage(recs: list[Record]) -> dict[str, dict[str, int]]:
     return {a: dict(c) for a, c in sorted(acc.items())}
 
 
+def _stored_settings(recs: Sequence[Record]) -> dict[str, Any]:
+    """The settings kept on the run's first seed record (``{}`` when there are none)."""
+    for r in recs:
+        if r.kind == "seed" and r.index == 0 and isinstance(r.metadata.get(SETTINGS_KEY), Mapping):
+            return {k: v for k, v in r.metadata[SETTINGS_KEY].items() if v is not None}
+    return {}
+
+
 def build_run(
     store: WebStore,
     run_id: str,
@@ -164,7 +175,9 @@ def build_run(
         store: the store holding the run.
         run_id: the run.
         metric_kinds: the record kinds the statistics are computed over.
-        given_settings: settings shown as given (model names, beta, ...).
+        given_settings: settings shown as given (model names, beta, ...), over the settings
+            ``llmweb run`` kept on the run's first seed record (read here, so a report built
+            from Python shows them as ``llmweb report`` does).
         n_examples: example texts per agent at the first and last step.
         mitigation_keys: metadata keys that mark records made or changed by a mitigation.
         max_mds_points: at most this many points enter the MDS (thinned evenly).
@@ -309,5 +322,6 @@ def build_run(
         agents=tuple(agents_all), metric_kinds=tuple(metric_kinds), counts=counts_d,
         per_step=tuple(per_step), mds=mds, examples=examples, events=events, alarms=alarms,
         usage=usage, mitigations=mitigations,
-        settings={"given": dict(given_settings), "inferred": inferred}, warnings=tuple(warnings),
+        settings={"given": {**_stored_settings(all_recs), **given_settings},
+                  "inferred": inferred}, warnings=tuple(warnings),
     )

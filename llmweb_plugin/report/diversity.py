@@ -124,7 +124,8 @@ class DiversityReport:
             store: the :class:`~llmweb_plugin.store.WebStore` holding the runs.
             run_id: one run; or give ``run_ids``.
             run_ids: several runs to compare (e.g. with and without a mitigation).
-            settings: settings shown for every run (e.g. the model names, beta, temperature).
+            settings: settings shown for every run (e.g. the model names, beta, temperature),
+                merged over the settings ``llmweb run`` kept with each run in the store.
             run_settings: per-run settings, ``{run_id: {...}}``, merged over ``settings``.
             groups: ``{name: [run ids]}``: runs that are replicates of one condition; each
                 group gets a mean +- s.d. band. Default: one band over all runs (if several).
