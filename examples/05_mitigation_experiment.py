@@ -1,14 +1,14 @@
 """05: mitigations as measured experiments, on the GMM proxy and on an LLM web graph.
 
 Part 1 runs the interacting Gaussian-mixture proxy with and without each mitigation over several
-seeds (external data injected into A, and the analogues of prompt variation and human sampling)
+replicates (external data injected into A, and the analogues of prompt variation and human sampling)
 and prints the effect sizes on ||D(t)||_F at the last steps, including the arms that do not
 help. Part 2 puts the three mitigation hooks into a checkpointed ``create_web_graph`` web (fake
 ``EchoAgent`` agents by default, ``--local`` for SmolLM2) and shows what they wrote: external
 documents, varied prompts, sampled posts and their human replacements, and the synthetic
 fraction of the web per step.
 
-For the full comparison with plots, use the CLI: ``llmweb experiment --proxy gmm --seeds 20``
+For the full comparison with plots, use the CLI: ``llmweb experiment --proxy gmm --replicates 20``
 and ``llmweb experiment --proxy web --fake``.
 
 Run: HF_HUB_OFFLINE=1 python examples/05_mitigation_experiment.py [--local] [--out DIR]
