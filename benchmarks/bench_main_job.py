@@ -1,6 +1,6 @@
 """Where the time of the main job (``llmweb run`` with local models) goes.
 
-Runs the same code as ``llmweb run`` (``cli_run._build_agents`` + ``cli_run.run_experiment``) in
+Runs the same code as ``llmweb run`` (``cli.run._build_agents`` + ``cli.run.run_experiment``) in
 one process and times its phases with ``time.perf_counter``:
 
 * imports: torch, transformers, sentence-transformers, LangGraph + the web graph;
@@ -115,7 +115,8 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     import langgraph.graph  # noqa: F401
 
     import llmweb_langgraph  # noqa: F401
-    from llmweb_plugin import cli_run, models
+    from llmweb_plugin import models
+    from llmweb_plugin.cli import run as cli_run
     from llmweb_plugin.embeddings import SentenceTransformerEmbedder, default_embedder
     from llmweb_plugin.store import WebStore
 

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli_common import add_api_key_option
+from .cli._options import add_api_key_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import WebStore

@@ -1,4 +1,4 @@
-"""Tests for llmweb_plugin.cli_gmm through an argparse parser built here."""
+"""Tests for llmweb_plugin.cli.gmm through an argparse parser built here."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from llmweb_plugin import cli_gmm
+from llmweb_plugin.cli import gmm as cli_gmm
 from llmweb_plugin.proxies import GMMInjection, InteractingGMMWeb, gmm_preset
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import llmweb_plugin as lw
-from llmweb_plugin import cli_run
 from llmweb_plugin.cli import build_parser, main
+from llmweb_plugin.cli import run as cli_run
 from llmweb_plugin.report import first_last_ratio
 
 QUICK = ["--fake", "--n-agents", "2", "-T", "2", "-L", "1", "--no-progress", "--no-report"]

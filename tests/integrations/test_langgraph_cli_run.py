@@ -1,4 +1,4 @@
-"""``llmweb run`` (``llmweb_plugin.cli_run``) with fake and import-path agents, and ``--resume``."""
+"""``llmweb run`` (``llmweb_plugin.cli.run``) with fake and import-path agents, and ``--resume``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import llmweb_plugin as lw
-from llmweb_plugin import cli_run
+from llmweb_plugin.cli import run as cli_run
 from llmweb_plugin.web import PAPER_QUERY, AgentError
 
 

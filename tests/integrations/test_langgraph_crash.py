@@ -80,7 +80,7 @@ ZYGOTE += textwrap.dedent('''
     import importlib
     for name in ("langchain_core.tracers.context", "langchain_core.tracers.run_collector",
                  "langchain_core.tracers.stdout", "numpy.random", "portalocker", "sqlite3",
-                 "llmweb_langgraph", "llmweb_plugin.cli_run", "llmweb_plugin.web",
+                 "llmweb_langgraph", "llmweb_plugin.cli.run", "llmweb_plugin.web",
                  "llmweb_plugin.report"):
         try:
             importlib.import_module(name)

@@ -20,8 +20,8 @@ import pytest
 import llmweb_langgraph.web as lg_web
 import llmweb_plugin as lw
 import llmweb_plugin.store as lw_store
-from llmweb_plugin import cli_run
 from llmweb_plugin.cli import main
+from llmweb_plugin.cli import run as cli_run
 
 
 class HashEmbedder:

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .cli_common import Default, add_api_key_option, add_common_options, check_common
+from ._options import Default, add_api_key_option, add_common_options, check_common
 
 __all__ = ["DEFAULT_RESPONSES", "DEFAULT_STEPS", "add_parser", "load_agent", "run_command"]
 
@@ -152,11 +152,11 @@ def _build_agents(settings: Mapping[str, Any]) -> dict[str, Any]:
         return agents
     n = int(settings["n_agents"])
     if settings.get("fake"):
-        from .web import EchoAgent
+        from ..web import EchoAgent
 
         return {f"echo-{i + 1}": EchoAgent(f"echo-{i + 1}", seed=int(settings["seed"]))
                 for i in range(n)}
-    from .models import local_agents
+    from ..models import local_agents
 
     return dict(local_agents(n, seed=int(settings["seed"]),
                              max_new_tokens=int(settings["max_new_tokens"])))
@@ -194,7 +194,7 @@ def metric_table(history: Sequence[Mapping[str, Any]]) -> str:
 
 def _summary(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """First-vs-last norm summary by the report's own rule (:func:`first_last_ratio`)."""
-    from .report import RATIO_RULE, first_last_ratio
+    from ..report import RATIO_RULE, first_last_ratio
 
     r = first_last_ratio([h.get("norm") for h in history])
     return {"window": r.window, "first_mean_norm": r.first_mean, "last_mean_norm": r.last_mean,
@@ -217,7 +217,7 @@ def _write_results(out_dir: Path, run_id: str, settings: Mapping[str, Any],
     (out_dir / "metrics.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     target = out_dir / "metrics.md"
     try:  # the settings travel with the run, so a report from the store alone shows them
-        from .cli_report import save_run_settings
+        from ..cli_report import save_run_settings
 
         if not save_run_settings(store, run_id, settings):
             logger.warning("run %s has no seed record to keep its settings on", run_id)
@@ -225,7 +225,7 @@ def _write_results(out_dir: Path, run_id: str, settings: Mapping[str, Any],
         logger.warning("could not keep the settings of run %s in the store: %s", run_id, exc)
     if report:
         try:
-            from .report import DiversityReport
+            from ..report import DiversityReport
         except ImportError:
             logger.info("llmweb_plugin.report is not available; wrote the Markdown table only")
             return target
@@ -244,7 +244,7 @@ def _write_results(out_dir: Path, run_id: str, settings: Mapping[str, Any],
 
 # ---------------------------------------------------------------------- the command
 def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    from .web import PAPER_QUERY
+    from ..web import PAPER_QUERY
 
     L = args.responses if args.responses is not None else (
         PAPER_RESPONSES if args.paper else DEFAULT_RESPONSES)
@@ -367,7 +367,7 @@ def _public_url(url: str) -> str:
 
 def _check_store_free(store_dir: Path) -> None:
     """Refuse early when another process holds the local Qdrant folder (nothing is written)."""
-    from .store import StoreLockedError
+    from ..store import StoreLockedError
 
     lock = store_dir / ".lock"
     if not lock.is_file():
@@ -390,7 +390,7 @@ def run_command(args: argparse.Namespace) -> int:
     """Run (or resume) the experiment; print the table and where the report is."""
     from langgraph.checkpoint.sqlite import SqliteSaver  # noqa: F401  (fail early, clearly)
 
-    from .monitor import new_run_id
+    from ..monitor import new_run_id
 
     _check_args(args)
     out_root = Path(args.out)
@@ -473,7 +473,7 @@ def run_experiment(settings: Mapping[str, Any], *, run_id: str, store_dir: Path,
 
     from llmweb_langgraph import create_web_graph
 
-    from .store import WebStore
+    from ..store import WebStore
 
     if agents is None:
         agents = _build_agents(settings)

@@ -2,8 +2,8 @@
 
 Registered on the main parser by ``llmweb_plugin.cli``::
 
-    from llmweb_plugin import cli_gmm
-    cli_gmm.add_parser(sub)          # sub = parser.add_subparsers(...)
+    from llmweb_plugin.cli import gmm
+    gmm.add_parser(sub)          # sub = parser.add_subparsers(...)
     args = parser.parse_args()
     return args.func(args)
 
@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from llmweb_plugin.cli_common import Default, add_common_options, check_common
 from llmweb_plugin.proxies import (
     GMM_PRESETS,
     GMMInjection,
@@ -44,6 +43,8 @@ from llmweb_plugin.proxies import (
     SiloResult,
     gmm_preset,
 )
+
+from ._options import Default, add_common_options, check_common
 
 __all__ = ["add_parser", "run_gmm", "run_silo"]
 

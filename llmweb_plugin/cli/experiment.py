@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_common import Default, add_common_options, check_common
+from ._options import Default, add_common_options, check_common
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +110,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_gmm(args: argparse.Namespace, names: list[str]) -> Any:
-    from .experiments import default_gmm_arms, run_gmm_experiment
-    from .proxies import InteractingGMMWeb
-    from .proxies.presets import FIG6_MEANS
+    from ..experiments import default_gmm_arms, run_gmm_experiment
+    from ..proxies import InteractingGMMWeb
+    from ..proxies.presets import FIG6_MEANS
 
     seeds = 20 if args.replicates is None else args.replicates
     steps = 200 if args.steps is None else args.steps
@@ -126,8 +126,8 @@ def _run_gmm(args: argparse.Namespace, names: list[str]) -> Any:
 
 
 def _run_web(args: argparse.Namespace, names: list[str], out: Path) -> Any:
-    from .experiments import default_web_arms, run_web_experiment
-    from .store import WebStore
+    from ..experiments import default_web_arms, run_web_experiment
+    from ..store import WebStore
 
     seeds = 3 if args.replicates is None else args.replicates
     steps = 6 if args.steps is None else args.steps
@@ -138,14 +138,14 @@ def _run_web(args: argparse.Namespace, names: list[str], out: Path) -> Any:
                                    external=args.external, human_rate=args.human_rate)
     (out / "review").mkdir(parents=True, exist_ok=True)
     if args.fake:
-        from .web import EchoAgent
+        from ..web import EchoAgent
 
         def agents_factory(seed: int) -> dict[str, Any]:
             return {f"agent{i}": EchoAgent(f"agent{i}", seed=seed)
                     for i in range(args.n_agents)}
         model_note = "EchoAgent (fake, deterministic)"
     else:
-        from .models import local_agents
+        from ..models import local_agents
 
         def agents_factory(seed: int) -> dict[str, Any]:
             return local_agents(args.n_agents, seed=seed, max_new_tokens=args.max_new_tokens)
@@ -171,7 +171,7 @@ def _run_web(args: argparse.Namespace, names: list[str], out: Path) -> Any:
 
 def _web_report(store: Any, res: Any, out: Path) -> None:
     try:
-        from .report import DiversityReport
+        from ..report import DiversityReport
 
         rep = DiversityReport.from_store(
             store, run_ids=[r for a in res.arms for r in res.run_ids[a]],

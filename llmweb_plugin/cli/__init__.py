@@ -1,7 +1,8 @@
 """The ``llmweb`` command line: the one place that composes core and adapters, lazily.
 
-Subcommands live in their own modules (``cli_run``, ``cli_gmm``, ``cli_report``, ...), each with
-``add_parser(subparsers)``; they import heavy dependencies only when run.
+Each subcommand lives in its own module (``run``, ``gmm``, ``experiment``; ``report`` and ``runs``
+in ``llmweb_plugin.cli_report`` until it moves here), each with ``add_parser(subparsers)``; they
+share one argument vocabulary (:mod:`._options`) and import heavy dependencies only when run.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ import sys
 from collections.abc import Sequence
 
 _SUBCOMMAND_MODULES = (
-    "llmweb_plugin.cli_run",
-    "llmweb_plugin.cli_gmm",
+    "llmweb_plugin.cli.run",
+    "llmweb_plugin.cli.gmm",
     "llmweb_plugin.cli_report",
-    "llmweb_plugin.cli_experiment",
+    "llmweb_plugin.cli.experiment",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``llmweb`` argument parser with every available subcommand."""
-    from . import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="llmweb",
@@ -64,14 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"llmweb {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
-        from .store import StoreLockedError
+        from ..store import StoreLockedError
 
         if not isinstance(exc, StoreLockedError):
             raise
         # a local Qdrant folder held by another process: one line, no traceback
         print(f"llmweb {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
