@@ -37,7 +37,7 @@ def main() -> None:
     import torch
     from langchain_core.messages import HumanMessage
 
-    from llmweb_plugin.models import local_chat_model
+    from llmweb_plugin.web.models import local_chat_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -115,7 +115,7 @@ def main() -> None:  # noqa: PLR0915 - one linear script
     import langgraph.graph  # noqa: F401
 
     import llmweb_langgraph  # noqa: F401
-    from llmweb_plugin import models
+    from llmweb_plugin.web import models
     from llmweb_plugin.cli import run as cli_run
     from llmweb_plugin.embeddings import SentenceTransformerEmbedder, default_embedder
     from llmweb_plugin.store import WebStore

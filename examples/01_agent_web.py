@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.local:
-        from llmweb_plugin.models import local_agents
+        from llmweb_plugin.web.models import local_agents
 
         agents = local_agents(3, seed=args.seed, max_new_tokens=40)
     else:

@@ -69,7 +69,7 @@ class MemoModel(BaseChatModel):
 
 def make_model(department: str, local: bool) -> BaseChatModel:
     if local:
-        from llmweb_plugin.models import local_chat_model
+        from llmweb_plugin.web.models import local_chat_model
 
         return local_chat_model(max_new_tokens=40, seed=SEEDS[department],
                                 system_prompt=f"You write short memos for the {department} "

@@ -58,7 +58,7 @@ def gmm_part(out: Path) -> None:
 
 def web_part(out: Path, local: bool) -> None:
     if local:
-        from llmweb_plugin.models import local_agents
+        from llmweb_plugin.web.models import local_agents
 
         agents = local_agents(3, seed=0, max_new_tokens=40)
         L, T = 2, 3

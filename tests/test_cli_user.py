@@ -132,7 +132,7 @@ BAD_RUN_ARGS = [
 
 def test_every_bad_run_argument_is_refused_before_any_side_effect(tmp_path: Path, capsys,
                                                                   monkeypatch) -> None:
-    from llmweb_plugin import models
+    from llmweb_plugin.web import models
 
     built: list[int] = []
     monkeypatch.setattr(models, "local_agents", lambda n, **kw: built.append(n) or {})

@@ -54,7 +54,7 @@ def test_fixed_public_names_of_the_issues_resolve():
     import llmweb_langgraph
     import llmweb_plugin as lw
     from llmweb_langchain.middleware import PromptVariationMiddleware
-    from llmweb_plugin.models import local_chat_model  # noqa: F401
+    from llmweb_plugin.web.models import local_chat_model  # noqa: F401
 
     assert llmweb_langchain.PromptVariationMiddleware is PromptVariationMiddleware
     assert callable(llmweb_langgraph.create_web_graph)

@@ -1,4 +1,4 @@
-"""Tests of llmweb_plugin.models: real SmolLM2 (slow) plus cheap parameter/packaging checks."""
+"""Tests of llmweb_plugin.web.models: real SmolLM2 (slow) plus cheap parameter/packaging checks."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.outputs import LLMResult
 
-from llmweb_plugin.models import (
+from llmweb_plugin.web.models import (
     MODELS,
     PERSONAS,
     ModelNotInstalledError,
@@ -91,7 +91,7 @@ def test_local_agents_are_distinct_personas_temperatures_and_seeds() -> None:
 
 
 def test_importing_the_package_does_not_import_models() -> None:
-    code = "import sys, llmweb_plugin; print('llmweb_plugin.models' in sys.modules)"
+    code = "import sys, llmweb_plugin; print('llmweb_plugin.web.models' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
@@ -305,7 +305,7 @@ def test_gemma_option_generates() -> None:
 # --------------------------------------------------------------------------- bad inputs (added)
 def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if local_agents gets as far as building a chat model or loading weights."""
-    from llmweb_plugin import models
+    from llmweb_plugin.web import models
 
     def boom(*a: Any, **k: Any) -> Any:
         raise AssertionError("local_agents built a model before validating its arguments")

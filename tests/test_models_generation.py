@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from llmweb_plugin import models  # noqa: E402
-from llmweb_plugin.models import (  # noqa: E402
+from llmweb_plugin.web import models  # noqa: E402
+from llmweb_plugin.web.models import (  # noqa: E402
     MIN_SENTENCE_CHARS,
     first_sentence_end,
     local_agents,

@@ -145,11 +145,11 @@ def _run_web(args: argparse.Namespace, names: list[str], out: Path) -> Any:
                     for i in range(args.n_agents)}
         model_note = "EchoAgent (fake, deterministic)"
     else:
-        from ..models import local_agents
+        from ..web.models import local_agents
 
         def agents_factory(seed: int) -> dict[str, Any]:
             return local_agents(args.n_agents, seed=seed, max_new_tokens=args.max_new_tokens)
-        model_note = "local SmolLM2 (llmweb_plugin.models.local_agents)"
+        model_note = "local SmolLM2 (llmweb_plugin.web.models.local_agents)"
     store = WebStore(args.store) if args.store else WebStore(":memory:")
     try:
         def progress(arm: str, seed: int, result: Any) -> None:

@@ -1,7 +1,7 @@
 """``llmweb run``: the paper's LLM-web experiment on local models, as one command.
 
 Defaults: three local SmolLM2-135M agents with distinct personas and temperatures
-(:func:`llmweb_plugin.models.local_agents`), the 20 shipped crypto seed posts, the paper's query
+(:func:`llmweb_plugin.web.models.local_agents`), the 20 shipped crypto seed posts, the paper's query
 and ``beta = 0.5``, and a small ``L`` and ``T`` so it finishes in a few minutes on a laptop CPU
 (``--paper`` for the paper's ``L = 40, T = 60``). The web runs as the LangGraph graph of
 ``llmweb_langgraph.create_web_graph`` with a SQLite checkpointer, into a Qdrant folder; at the end
@@ -156,7 +156,7 @@ def _build_agents(settings: Mapping[str, Any]) -> dict[str, Any]:
 
         return {f"echo-{i + 1}": EchoAgent(f"echo-{i + 1}", seed=int(settings["seed"]))
                 for i in range(n)}
-    from ..models import local_agents
+    from ..web.models import local_agents
 
     return dict(local_agents(n, seed=int(settings["seed"]),
                              max_new_tokens=int(settings["max_new_tokens"])))
@@ -253,7 +253,7 @@ def _settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--agents and --fake exclude each other")
     return {
         "agents": ("import paths" if args.agents else "fake EchoAgent" if args.fake
-                   else "local SmolLM2-135M (llmweb_plugin.models.local_agents)"),
+                   else "local SmolLM2-135M (llmweb_plugin.web.models.local_agents)"),
         "agent_specs": list(args.agents) if args.agents else None,
         "fake": bool(args.fake), "n_agents": int(args.n_agents),
         "responses_per_step": int(L), "n_steps": int(T), "beta": float(args.beta),

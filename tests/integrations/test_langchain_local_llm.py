@@ -8,7 +8,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from llmweb_langchain import CollapseCallbackHandler, collapse_monitor
 
-from llmweb_plugin.models import local_chat_model
+from llmweb_plugin.web.models import local_chat_model
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_tiny_web_on_the_local_model_is_real_and_reproducible(embedder) -> None:
-    models = pytest.importorskip("llmweb_plugin.models")
+    models = pytest.importorskip("llmweb_plugin.web.models")
     runs = []
     for _ in range(2):
         agents = models.local_agents(2, seed=0, max_new_tokens=16)

