@@ -29,6 +29,23 @@ def _check_str(name: str, value: object) -> str:
     return value
 
 
+def _repair_surrogates(value: str) -> tuple[str, int]:
+    """``value`` made UTF-8 encodable, and how many surrogate code points it held.
+
+    Each lone surrogate becomes U+FFFD; a well-formed surrogate pair (a character outside the BMP
+    split in two, as some decoders leave it) becomes its character.
+    """
+    if value.isascii():
+        return value, 0
+    try:
+        value.encode("utf-8")
+        return value, 0
+    except UnicodeEncodeError:
+        pass
+    fixed = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return fixed, sum("\ud800" <= c <= "\udfff" for c in value)
+
+
 def _check_step(step: object) -> int | None:
     """``step`` as an ``int`` (``None`` stays ``None``); a ``ValueError`` naming ``step`` if bad."""
     if step is None:

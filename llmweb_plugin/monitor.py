@@ -6,12 +6,10 @@ so the paper's series (``||D(t)||_F`` between the agents' mean embeddings, sprea
 distance) costs ``O(d)`` per record. (The worker side lives in ``_ingest.py``, the checks of
 :meth:`CollapseMonitor.record`'s arguments in ``_validate.py``.)
 
-The metrics are computed on the vectors as stored
-(:meth:`~llmweb_plugin.store.WebStore.as_stored`): unit vectors for a cosine collection (the
-default; a zero vector stays zero and is counted in ``n_zero_vectors``), the embedder's own vectors
-for a euclid or dot one. So :meth:`CollapseMonitor.history`, a report, ``trend(run_id=...)`` and a
-rebuild from the folder in a later process give the same numbers, whether or not the embedder
-normalises.
+Metrics are computed on the vectors as stored (:meth:`~llmweb_plugin.store.WebStore.as_stored`:
+unit vectors for a cosine collection, a zero vector staying zero and counted in ``n_zero_vectors``;
+the embedder's own for euclid or dot), so :meth:`CollapseMonitor.history`, a report,
+``trend(run_id=...)`` and a rebuild from the folder in a later process give the same numbers.
 
 Failures of the embedder or the store are counted, logged and kept (``failed_items``,
 ``retry_failed()``), and reported by :meth:`CollapseMonitor.flush` and
@@ -69,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from ._ingest import _STOP, _IngestWorker, _Item
-from ._validate import _check_index, _check_step, _check_str
+from ._validate import _check_index, _check_step, _check_str, _repair_surrogates
 from .embeddings import Embedder, check_embedder, default_embedder
 from .metrics import StepAccumulator, StepMetrics
 from .store import KINDS, RESERVED_METADATA, WEB_KINDS, Record, WebStore
@@ -109,6 +107,9 @@ class MonitorStats:
         pending: records queued but not yet processed.
         errors: the last error messages (at most 20).
         handler_errors: failures inside framework adapters, counted by them.
+        repaired: values kept after :meth:`CollapseMonitor.repair_text` replaced their lone
+            surrogates with U+FFFD, per argument (e.g. ``{"text": 1}``); they are also received
+            and stored as usual.
     """
 
     received: int = 0
@@ -120,6 +121,7 @@ class MonitorStats:
     pending: int = 0
     errors: tuple[str, ...] = ()
     handler_errors: int = 0
+    repaired: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +218,7 @@ class CollapseMonitor(_IngestWorker):
         self._errors: list[str] = []
         self._unreported: list[_Item] = []
         self._handler_errors = 0
+        self._repaired: dict[str, int] = defaultdict(int)
         self._auto_step: dict[str, int] = defaultdict(int)
         self._next_index: dict[tuple[str, int, str], int] = defaultdict(int)
         self._acc: dict[int, StepAccumulator] = {}
@@ -251,6 +254,28 @@ class CollapseMonitor(_IngestWorker):
         logger.log(logging.WARNING if first else logging.DEBUG,
                    "llmweb: skipped a record (%s) from agent %r (run %s)%s", reason, agent,
                    self.run_id, "; further ones are logged at debug level" if first else "")
+
+    def repair_text(self, text: str, *, agent: str | None = None, field: str = "text") -> str:
+        """``text`` with each lone surrogate replaced by U+FFFD, for adapters that must keep it.
+
+        :meth:`record` refuses a lone surrogate (it cannot be encoded); a framework adapter
+        calls this first so a model's answer is kept instead of lost. A repair is counted in
+        ``stats.repaired[field]`` and the first one per field is logged as a warning. A value
+        that needs no repair (or is not a ``str``: :meth:`record` reports it) is returned as is.
+        """
+        if not isinstance(text, str) or text.isascii():
+            return text
+        fixed, n = _repair_surrogates(text)
+        if n:
+            with self._lock:
+                self._repaired[field] += 1
+                first = self._repaired[field] == 1
+            logger.log(logging.WARNING if first else logging.DEBUG,
+                       "llmweb: a %s from agent %r (run %s) held %d surrogate code point(s) UTF-8 "
+                       "cannot encode; kept it with U+FFFD for each lone one%s", field, agent,
+                       self.run_id, n,
+                       "; further ones are logged at debug level" if first else "")
+        return fixed
 
     def record(
         self,
@@ -427,7 +452,7 @@ class CollapseMonitor(_IngestWorker):
                 received=self._received, embedded=self._embedded, stored=self._stored,
                 skipped=skipped, skip_reasons=dict(self._skip_reasons), failed=self._failed,
                 pending=max(pending, 0), errors=tuple(self._errors),
-                handler_errors=self._handler_errors,
+                handler_errors=self._handler_errors, repaired=dict(self._repaired),
             )
 
     @property

@@ -30,6 +30,8 @@ The handlers translate events and nothing more: the caller's thread only enqueue
 worker embeds and stores). Every ``on_*`` method swallows its own failures and counts them with
 :meth:`CollapseMonitor.count_handler_error`; failures of the embedder or the store are counted by
 the monitor and reported by :meth:`CollapseMonitor.flush`. Nothing raises into the host chain.
+An answer (or agent name) holding a lone surrogate, which UTF-8 cannot encode, is kept with U+FFFD
+in its place and counted in ``monitor.stats.repaired`` (:meth:`CollapseMonitor.repair_text`).
 """
 
 from __future__ import annotations
@@ -351,6 +353,9 @@ class _Translator:
             self.monitor.record_usage(run.agent, **usage)
         if not texts:
             return
+        # an answer with a lone surrogate is kept (U+FFFD) and counted, not refused and lost
+        run.agent = self.monitor.repair_text(run.agent, field="agent")
+        texts = [self.monitor.repair_text(t, agent=run.agent) for t in texts]
         if len(texts) == 1:
             self.monitor.record(texts[0], agent=run.agent, step=run.step, metadata=meta)
         elif run.step is None:  # one step for all generations of this call

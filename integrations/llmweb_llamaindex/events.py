@@ -13,7 +13,9 @@
 Handled events: ``LLMChatEndEvent`` and ``LLMCompletionEndEvent`` (streaming included: they fire
 when a stream is exhausted, with the last, complete response). Attribution comes from the
 instrument tags active when the call starts or ends (``llmweb_agent``, ``llmweb_step``), else
-``default_agent`` and the monitor's per-agent step counter.
+``default_agent`` and the monitor's per-agent step counter. An answer (or agent name) holding a
+lone surrogate, which UTF-8 cannot encode, is kept with U+FFFD in its place and counted in
+``monitor.stats.repaired``.
 
 One output, one record: LlamaIndex LLMs often implement one entry point with another
 (``CustomLLM.chat`` calls ``complete``, ``achat`` calls ``chat``, ``astream_chat`` iterates
@@ -133,6 +135,9 @@ def _record_output(monitor: CollapseMonitor, default_agent: str, text: str,
     """
     agent = tags.pop(AGENT_KEY, None)
     agent = default_agent if agent in (None, "") else str(agent)
+    # an answer with a lone surrogate is kept (U+FFFD) and counted, not refused and lost
+    agent = monitor.repair_text(agent, field="agent")
+    text = monitor.repair_text(text, agent=agent)
     step = None
     if STEP_KEY in tags:
         raw = tags.pop(STEP_KEY)

@@ -9,6 +9,8 @@ Records the end of every ``CBEventType.LLM`` event (``EventPayload.RESPONSE`` fo
 ``EventPayload.COMPLETION`` for completion). The agent is the ``llmweb_agent`` instrument tag
 active when the call starts (``llama_index.core.instrumentation.dispatcher.instrument_tags``),
 else ``default_agent``; the step is the ``llmweb_step`` tag or the monitor's per-agent counter.
+An answer holding a lone surrogate is kept with U+FFFD in its place and counted in
+``monitor.stats.repaired``.
 
 One output, one record: LLM events are leaf events in the legacy tree, so a call that LlamaIndex
 implements with another call of the same model (``CustomLLM.chat`` -> ``complete``) reports two
