@@ -305,13 +305,14 @@ def test_gemma_option_generates() -> None:
 # --------------------------------------------------------------------------- bad inputs (added)
 def _no_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if local_agents gets as far as building a chat model or loading weights."""
-    from llmweb_plugin.web import models
+    from llmweb_plugin.web.models import factories, loading
 
     def boom(*a: Any, **k: Any) -> Any:
         raise AssertionError("local_agents built a model before validating its arguments")
 
-    monkeypatch.setattr(models, "local_chat_model", boom)
-    monkeypatch.setattr(models, "load_local_model", boom)
+    # where local_agents and the shared model look these up when called
+    monkeypatch.setattr(factories, "local_chat_model", boom)
+    monkeypatch.setattr(loading, "load_local_model", boom)
 
 
 def test_local_agents_rejects_empty_temperatures_before_loading(

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from llmweb_plugin.web import models  # noqa: E402
+from llmweb_plugin.web.models import generation  # noqa: E402
 from llmweb_plugin.web.models import (  # noqa: E402
     MIN_SENTENCE_CHARS,
     first_sentence_end,
@@ -84,7 +84,7 @@ def test_shared_prompt_generation_matches_plain_generate(n: int) -> None:
         torch.manual_seed(7)
         plain = lm.generate(**enc, **kw)
         torch.manual_seed(7)
-        shared = models._generate_rows(lm, enc, dict(kw))
+        shared = generation.generate_rows(lm, enc, dict(kw))
     assert shared.shape == plain.shape == (n, 10 + 12)
     assert shared.tolist() == plain.tolist()
     # the samples differ from each other (the rows really are separate samples)
