@@ -14,6 +14,7 @@ import numpy as np
 
 from ._checks import _as_float_array, _check_alpha, _check_margin
 from ._phrases import _label, _pct
+from ._pooled import PooledTrend, pooled_trend
 from ._single import CollapseTrend, _trends
 
 #: Verdicts of :func:`collapse_verdict` (see its docstring).
@@ -57,7 +58,8 @@ class CollapseVerdict:
         sentence: the headline in words.
         convergence: group status of the convergence metrics.
         diversity: group status of the diversity metrics.
-        trends: metric -> :class:`CollapseTrend`, in input order.
+        trends: metric -> :class:`CollapseTrend` (or :class:`PooledTrend` for a metric given
+            as replicates), in input order.
         roles: metric -> ``"convergence"``, ``"diversity"`` or ``"other"``.
         alpha: error rate of the intervals.
     """
@@ -66,7 +68,7 @@ class CollapseVerdict:
     sentence: str
     convergence: str
     diversity: str
-    trends: dict[str, CollapseTrend]
+    trends: dict[str, CollapseTrend | PooledTrend]
     roles: dict[str, str]
     alpha: float = 0.05
 
@@ -94,7 +96,8 @@ def _columns(history: object, steps: Any) -> tuple[dict[str, np.ndarray], Any]:
                 if steps is None:
                     steps = v
                 continue
-            cols[k] = _as_float_array(v, f"history[{k!r}]", 1)
+            arr = np.asarray(v, dtype=object)
+            cols[k] = _as_float_array(v, f"history[{k!r}]", 2 if arr.ndim == 2 else 1)
         return cols, steps
     if isinstance(history, (str, bytes)) or not isinstance(history, Iterable):
         raise TypeError("history must be a mapping metric -> per-step values, or a sequence of "
@@ -133,13 +136,13 @@ def _group(verdicts: list[str]) -> str:
     return "held" if all(v == "stable" for v in verdicts) else "unclear"
 
 
-def _listing(trends: Mapping[str, CollapseTrend], names: list[str]) -> str:
+def _listing(trends: Mapping[str, CollapseTrend | PooledTrend], names: list[str]) -> str:
     return ", ".join(f"{_label(k)} {_pct(trends[k].relative_change)}"
                      + ("" if trends[k].verdict in ("collapsing", "diverging", "stable")
                         else f" {trends[k].verdict}") for k in names)
 
 
-def _headline(trends: Mapping[str, CollapseTrend], roles: Mapping[str, str],
+def _headline(trends: Mapping[str, CollapseTrend | PooledTrend], roles: Mapping[str, str],
               margin: float) -> tuple[str, str, str, str]:
     conv = [k for k in trends if roles[k] == "convergence"]
     div = [k for k in trends if roles[k] == "diversity"]
@@ -196,7 +199,11 @@ def collapse_verdict(history: object, *, steps: Sequence[float] | np.ndarray | N
             (``CollapseMonitor.history()``) or dicts such as the report's per-step rows - from
             which the known metrics present are read (``norm``, ``between_spread``,
             ``vendi_score``, ``mean_cosine_distance``, ``distinct_1/2/3``, ``distinct_n``; also
-            inside ``extras``) with their ``step``.
+            inside ``extras``) with their ``step``. Replicates (seeds, runs of one condition):
+            in a mapping, give a metric's values with shape ``(n_replicates, n_steps)`` on the
+            shared ``steps`` (NaN where a replicate has no value); that metric gets a
+            :class:`PooledTrend` (:func:`pooled_trend`, with its band) and the headline uses
+            the pooled verdicts.
         steps: the steps, if not in ``history``.
         alpha, rng, margin: as in :func:`collapse_trend`.
         roles: overrides or additions, metric -> ``"convergence"`` | ``"diversity"`` |
@@ -226,12 +233,16 @@ def collapse_verdict(history: object, *, steps: Sequence[float] | np.ndarray | N
             raise ValueError(f"roles[{k!r}] must be 'convergence', 'diversity' or 'other'; "
                              f"got {v!r}")
     gen = np.random.default_rng(rng)
-    trends: dict[str, CollapseTrend] = {}
+    trends: dict[str, CollapseTrend | PooledTrend] = {}
     for k, y in cols.items():
         role_of[k] = extra.get(k, "convergence" if k in CONVERGENCE_METRICS
                                else "diversity" if k in DIVERSITY_METRICS else "other")
-        trends[k] = _trends(y[None, :], steps, alpha=alpha, rng=gen, metric=k,
-                            higher_is_diverse=True, margin=margin)[0]
+        if y.ndim == 2:
+            trends[k] = pooled_trend(y, steps=steps, alpha=alpha, rng=gen, metric=k,
+                                     higher_is_diverse=True, margin=margin)
+        else:
+            trends[k] = _trends(y[None, :], steps, alpha=alpha, rng=gen, metric=k,
+                                higher_is_diverse=True, margin=margin)[0]
     verdict, sentence, cs, ds = _headline(trends, role_of, margin)
     return CollapseVerdict(verdict=verdict, sentence=sentence, convergence=cs, diversity=ds,
                            trends=trends, roles=role_of, alpha=alpha)
