@@ -274,12 +274,13 @@ def test_first_last_ratio_against_brute_force() -> None:
     for m in range(1, 30):
         vals = finite * 4
         got = first_last_ratio(vals[:m])
-        w = max(1, m // 4)
+        w = max(2, m // 4) if m >= 4 else 0  # the verdict's window rule (trend.window_means)
         assert got.window == w
-        assert got.ratio == (None if m < 2 else pytest.approx(
+        assert got.ratio == (None if m < 4 else pytest.approx(
             (sum(vals[:m][-w:]) / w) / (sum(vals[:w]) / w)))
     assert first_last_ratio([]).ratio is None and first_last_ratio([None, math.nan]).window == 0
-    assert first_last_ratio([0.0, 1.0]).ratio is None  # no ratio to a zero start
+    assert first_last_ratio([3.0, 2.0, 1.0]).first_mean is None  # below 4 steps: no windows
+    assert first_last_ratio([0.0, 0.0, 1.0, 1.0]).ratio is None  # no ratio to a zero start
 
 
 def test_terminal_files_and_report_give_the_same_ratio(tmp_path: Path, capsys) -> None:

@@ -339,7 +339,7 @@ def test_report_and_experiments_public_names_are_pinned():
     for mod in (report, experiments):  # the pinned lists are in the project's RUF022 order
         assert [n for n in mod.__all__ if not hasattr(mod, n)] == [], mod.__name__
     assert lw.DiversityReport is report.DiversityReport and "DiversityReport" in lw.__all__
-    assert report.first_last_ratio([2.0, 1.0, 1.0, 0.5]).ratio == 0.25
+    assert report.first_last_ratio([2.0, 2.0, 0.5, 0.5]).ratio == 0.25  # w = max(2, m // 4)
 
 
 def test_experiments_use_only_public_names_of_other_rooms():

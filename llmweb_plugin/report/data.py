@@ -56,9 +56,9 @@ class FirstLastRatio:
     Attributes:
         n_steps: steps with a finite norm (the others are left out).
         window: ``w``, the number of steps averaged at each end.
-        first_mean: mean norm of the first ``w`` of those steps (``None`` if there are none).
-        last_mean: mean norm of the last ``w`` of those steps.
-        ratio: ``last_mean / first_mean``; ``None`` with fewer than two steps or a zero start.
+        first_mean: mean norm of the first ``w`` of those steps (``None`` below 4 steps).
+        last_mean: mean norm of the last ``w`` of those steps (``None`` below 4 steps).
+        ratio: ``last_mean / first_mean``; ``None`` below 4 steps or for a zero start.
     """
 
     n_steps: int
@@ -69,8 +69,11 @@ class FirstLastRatio:
 
     def describe(self) -> str:
         """One line for a terminal or a Markdown file (no table pipes)."""
-        if self.first_mean is None or self.last_mean is None:
+        if self.n_steps == 0:
             return "no step has a finite collapse norm"
+        if self.first_mean is None or self.last_mean is None:
+            return (f"only {self.n_steps} step(s) with a finite collapse norm: a first-vs-last "
+                    "ratio needs at least 4")
         line = (f"mean norm, first {self.window} step(s): {self.first_mean:.4f}; "
                 f"last {self.window}: {self.last_mean:.4f}")
         if self.ratio is not None:
@@ -78,25 +81,32 @@ class FirstLastRatio:
         return line
 
 
+def _window(m: int) -> int:
+    """The one window rule, ``w = max(2, m // 4)`` of ``m >= 4`` finite values (0 below 4).
+
+    The same rule as :func:`llmweb_plugin.trend.window_means` (the verdict's early and late
+    windows); written out here because this module imports nothing of the project, and held to
+    it by ``tests/test_report_verdict.py``.
+    """
+    return max(2, m // 4) if m >= 4 else 0
+
+
 #: the window rule of :func:`first_last_ratio`, in words (printed beside the ratio)
-RATIO_RULE = ("mean of the last w steps over the mean of the first w, w = max(1, m // 4) of the "
-              "m steps with a finite norm")
+RATIO_RULE = ("mean of the last w steps over the mean of the first w, w = max(2, m // 4) of the "
+              "m steps with a finite norm (none below 4 steps); the collapse verdict's windows")
 
 
 def first_last_ratio(norms: Sequence[float | None]) -> FirstLastRatio:
     """The one definition of the first-vs-last collapse ratio (terminal, files and reports).
 
     Steps whose norm is ``None``, NaN or infinite are left out. Of the ``m`` steps left,
-    ``w = max(1, m // 4)``: the ratio is the mean of the last ``w`` norms over the mean of the first
-    ``w`` (so 3 steps compare the last with the first; 8 steps compare the mean of the last two
-    with the mean of the first two). It is ``None`` when ``m < 2`` (no first-vs-last) or the first
-    mean is 0. Below 1 means the agents' answers moved together.
-
-    Note:
-        :func:`llmweb_plugin.trend.window_means` (the collapse verdict's first and last windows)
-        uses another window, ``w = max(2, n // 4)``; the two are not yet one rule. Whoever wires
-        the verdict into reports should pick one and state it in both places (kept as is here:
-        ``report.json``'s ``norm_ratio`` and the ``llmweb run`` summary depend on it).
+    ``w = max(2, m // 4)``: the ratio is the mean of the last ``w`` norms over the mean of the first
+    ``w`` (8 steps compare the mean of the last two with the mean of the first two; 40 steps the
+    last ten with the first ten). This is the window rule of the collapse verdict
+    (:func:`llmweb_plugin.trend.window_means`), so the ratio is ``1 + relative_change`` of the
+    verdict's ``||D||`` trend. With fewer than 4 steps there are no two separate windows: the
+    means and the ratio are ``None`` (``window`` 0); the ratio is also ``None`` for a zero start.
+    Below 1 means the agents' answers moved together.
 
     Args:
         norms: the per-step ``||D(t)||_F`` in step order.
@@ -107,14 +117,13 @@ def first_last_ratio(norms: Sequence[float | None]) -> FirstLastRatio:
     """
     vals = [float(x) for x in norms if x is not None and math.isfinite(float(x))]
     m = len(vals)
-    if m == 0:
-        return FirstLastRatio(n_steps=0, window=0, first_mean=None, last_mean=None, ratio=None)
-    w = max(1, m // 4)
+    w = _window(m)
+    if w == 0:
+        return FirstLastRatio(n_steps=m, window=0, first_mean=None, last_mean=None, ratio=None)
     first = math.fsum(vals[:w]) / w
     last = math.fsum(vals[-w:]) / w
-    ratio = last / first if m >= 2 and first > 0 else None
+    ratio = last / first if first > 0 else None
     return FirstLastRatio(n_steps=m, window=w, first_mean=first, last_mean=last, ratio=ratio)
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +148,11 @@ class RunReport:
         mitigations: counts of mitigation records and tags.
         settings: ``{"given": ..., "inferred": ...}``.
         warnings: what could not be computed and why.
+        verdict: the run's collapse verdict as plain data
+            (:meth:`llmweb_plugin.trend.CollapseVerdict.to_dict`: ``verdict``, ``sentence``,
+            ``convergence``, ``diversity``, per-metric ``trends``), or ``None`` if not computed.
+        evidence: what the agents' posts share at the ``"first"`` and ``"last"`` step
+            (:meth:`llmweb_plugin.evidence.TextEvidence.to_dict` plus ``step``), or ``None``.
     """
 
     run_id: str
@@ -155,6 +169,8 @@ class RunReport:
     mitigations: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    verdict: dict[str, Any] | None = None
+    evidence: dict[str, Any] | None = None
 
     @property
     def steps(self) -> list[int]:
@@ -177,7 +193,8 @@ class RunReport:
             "settings": self.settings, "warnings": list(self.warnings),
             "per_step": list(self.per_step), "mds": self.mds, "examples": self.examples,
             "events": list(self.events), "alarms": list(self.alarms), "usage": self.usage,
-            "mitigations": self.mitigations,
+            "mitigations": self.mitigations, "verdict": self.verdict,
+            "evidence": self.evidence,
         })
 
 
@@ -217,6 +234,9 @@ class ReportData:
         title: the report's title.
         generated_at: ISO-8601 UTC time the report was computed.
         llmweb_version: the llmweb version that computed it.
+        verdict: the report's headline verdict as plain data (one run's, or pooled over each
+            group of replicates; see :class:`~llmweb_plugin.report.DiversityReport`), shown
+            first; ``None`` when not computed.
     """
 
     runs: tuple[RunReport, ...]
@@ -225,6 +245,7 @@ class ReportData:
     title: str
     generated_at: str
     llmweb_version: str
+    verdict: Mapping[str, Any] | None = None
 
     def run(self, run_id: str) -> RunReport:
         """The run ``run_id``.
