@@ -65,7 +65,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "report", help="write a diversity report (HTML, Markdown or JSON) of one or more runs",
         description="Diversity report of runs stored in Qdrant: ||D(t)||_F over steps, spread, "
-        "cosine distance, Vendi score, distinct-n, MDS of first/last step, examples, settings.")
+        "cosine distance, Vendi score, distinct-n, MDS of first/last step, examples, settings. "
+        "Opens with the collapse verdict, also printed as a line beginning 'verdict:'.")
     _add_location(p)
     p.add_argument("--run", dest="runs", action="append", required=True, metavar="RUN_ID",
                    help="a run to report; repeat to compare runs")
@@ -368,6 +369,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 2
     for w in rep.warnings:
         print(f"llmweb report: warning: {w}", file=sys.stderr)
+    verdict_line = f"verdict: {_one_line(rep.verdict().get('sentence', ''))}"
     if fmt == "json":
         data = rep.to_json()
         text = json.dumps(data, indent=1, allow_nan=False)
@@ -376,6 +378,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         else:
             Path(args.out).write_text(text, encoding="utf-8")
             print(f"wrote {args.out}", file=sys.stderr)
+        print(verdict_line, file=sys.stderr)  # with --format json, stdout is for JSON only
         return 0
     out = Path(args.out or f"llmweb-report.{fmt}")
     if fmt == "html":
@@ -383,4 +386,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     else:
         rep.to_markdown(out)
     print(f"wrote {out}", file=sys.stderr)
+    print(verdict_line)
     return 0
+
+
+def _one_line(text: str) -> str:
+    """A sentence for one terminal line: newlines and control characters become spaces."""
+    return "".join(c if c.isprintable() else " " for c in str(text))

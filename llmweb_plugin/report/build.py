@@ -4,8 +4,8 @@
 :class:`~llmweb_plugin.store.WebStore` and returns a :class:`~.data.RunReport`: per step the
 paper's ``||D(t)||_F`` and the other statistics of :mod:`llmweb_plugin.metrics`, per-agent
 diversity, distinct-n, a joint classical MDS of the first and last step, examples, mitigation
-counts, token usage and settings. :class:`~llmweb_plugin.report.DiversityReport` puts runs
-together.
+counts, token usage, settings, and the run's collapse verdict with its text evidence
+(:mod:`.verdict`). :class:`~llmweb_plugin.report.DiversityReport` puts runs together.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..metrics import distinct_n, mean_cosine_distance, spread, step_metrics, ve
 from ..store import KINDS, WEB_KINDS, Record, WebStore
 from .data import RunReport
 from .mds import classical_mds_full
+from .verdict import run_evidence, run_verdict
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..monitor import CollapseMonitor
@@ -324,4 +325,6 @@ def build_run(
         usage=usage, mitigations=mitigations,
         settings={"given": {**_stored_settings(all_recs), **given_settings},
                   "inferred": inferred}, warnings=tuple(warnings),
+        verdict=run_verdict(per_step),
+        evidence=run_evidence((steps[0], by_step[steps[0]]), (steps[-1], by_step[steps[-1]])),
     )

@@ -8,6 +8,10 @@ adds its events, alarms and token usage). Every number comes from the core metri
 :func:`~llmweb_plugin.metrics.mean_cosine_distance`, :func:`~llmweb_plugin.metrics.vendi_score`,
 :func:`~llmweb_plugin.metrics.distinct_n`) applied to the stored vectors and texts.
 
+Every output opens with the verdict (:meth:`DiversityReport.verdict`): is the web collapsing
+(agents converging *and* the web's diversity falling), with intervals, and the text evidence of
+what the posts converged onto.
+
 Outputs: one self-contained HTML file (``to_html``), Markdown with the plots as PNG files beside
 it (``to_markdown``), and the numbers as a JSON-ready dict (``to_json``, schema
 ``llmweb.report/1``). Plots need matplotlib (``pip install 'llmweb-plugin[report]'``).
@@ -49,6 +53,7 @@ from .._version import __version__
 from ..store import KINDS, WebStore
 from .build import build_run
 from .data import ReportData, RunReport, jsonable
+from .verdict import report_verdict
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..monitor import CollapseMonitor
@@ -100,6 +105,7 @@ class DiversityReport:
                                + (" ..." if len(ids) > 4 else ""))
         self.generated_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         self._figures: dict[str, bytes] | None = None
+        self._verdict: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -204,11 +210,25 @@ class DiversityReport:
         return cls(runs, groups=groups, title=title)
 
     # ------------------------------------------------------------------ read-outs
+    def verdict(self) -> dict[str, Any]:
+        """The report's headline verdict as JSON-ready data (the first section of every output).
+
+        One run: its :class:`~llmweb_plugin.trend.CollapseVerdict` (``to_dict()``: ``verdict``,
+        ``sentence``, ``convergence``, ``diversity``, per-metric ``trends`` with intervals).
+        Several runs: a pooled verdict per group of replicates (each metric's trend a
+        :class:`~llmweb_plugin.trend.PooledTrend` with its band). Always with ``per_run``
+        verdicts and ``evidence`` (shared n-grams and near-duplicate share at the first and
+        last step of each run); rules in :func:`llmweb_plugin.report.verdict.report_verdict`.
+        """
+        if self._verdict is None:
+            self._verdict = report_verdict(self.runs, self.groups, self.groups_given)
+        return self._verdict
+
     def data(self) -> ReportData:
         """The report as plain data: what the plots and renderers read."""
         return ReportData(runs=self.runs, groups=self.groups, groups_given=self.groups_given,
                           title=self.title, generated_at=self.generated_at,
-                          llmweb_version=__version__)
+                          llmweb_version=__version__, verdict=self.verdict())
 
     def run(self, run_id: str) -> RunReport:
         """The run ``run_id``.
@@ -234,6 +254,7 @@ class DiversityReport:
             "title": self.title,
             "generated_at": self.generated_at,
             "llmweb_version": __version__,
+            "verdict": self.verdict(),
             "runs": [r.as_dict() for r in self.runs],
             "groups": self.groups,
             "comparison": self.comparison(),

@@ -13,18 +13,24 @@ from collections.abc import Mapping, Sequence
 from .data import ReportData, RunReport
 from .tables import (
     AGENT_HEAD,
+    EVIDENCE_HEAD,
     STEP_HEAD,
     SUMMARY_HEAD,
+    VERDICT_HEAD,
     agent_rows,
     band_note,
     caption,
     clip,
     event_rows,
+    evidence_rows,
     fmt,
     settings_rows,
     step_rows,
     summary_rows,
     usage_rows,
+    verdict_blocks,
+    verdict_interval,
+    verdict_rows,
 )
 
 __all__ = ["CSP", "render_html"]
@@ -46,6 +52,8 @@ figcaption{color:#5a6470;font-size:.85rem}
 .warn{background:#fff6e0;border-left:4px solid #e5a500;padding:.5rem .8rem;margin:.5rem 0}
 .text{white-space:pre-wrap;word-break:break-word;max-width:820px}
 details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}
+.verdict{font-size:1.15rem;font-weight:600;background:#eef4fb;border-left:4px solid #2f6db5;
+padding:.5rem .8rem;margin:.5rem 0}.interval{margin:.3rem 0 .6rem}
 """
 
 
@@ -80,6 +88,31 @@ def _examples_html(run: RunReport) -> str:
     return "".join(parts)
 
 
+def _verdict_html(rep: ReportData) -> list[str]:
+    """The first section: the headline sentence and its interval, per-metric trends, evidence."""
+    v = rep.verdict
+    if not v:
+        return []
+    h = ["<h2 id=\"verdict\">Verdict</h2>"]
+    blocks = verdict_blocks(v)
+    if v.get("scope") in ("groups", "runs"):
+        h.append(f"<p class=\"verdict\">{_esc(v.get('verdict', ''))}</p>")
+    for label, b in blocks:
+        if len(blocks) > 1 or v.get("scope") == "pooled":
+            h.append(f"<h3>{_esc(label)}</h3>")
+        if len(blocks) > 1 or v.get("scope") not in ("groups", "runs"):
+            h.append(f"<p class=\"verdict\">{_esc(b.get('sentence', ''))}</p>")
+        line = verdict_interval(b)
+        if line:
+            h.append(f"<p class=\"interval\">{_esc(line)}</p>")
+        h.append(_table(VERDICT_HEAD, verdict_rows(b), text_cols=(3,), num_from=4))
+    if v.get("alarm_vs_verdict"):
+        h.append(f"<p class=\"meta\">{_esc(v['alarm_vs_verdict'])}</p>")
+    h.append("<h3>What the posts share (first and last step)</h3>")
+    h.append(_table(EVIDENCE_HEAD, evidence_rows(v), text_cols=(2,)))
+    return h
+
+
 def render_html(rep: ReportData, figs: Mapping[str, bytes]) -> str:
     """The report as one self-contained HTML page (a string).
 
@@ -98,6 +131,7 @@ def render_html(rep: ReportData, figs: Mapping[str, bytes]) -> str:
          f"collection {_esc(rep.runs[0].settings.get('inferred', {}).get('collection', '?'))}"
          "</p>"),
     ]
+    h += _verdict_html(rep)
     for w in rep.warnings:
         h.append(f"<div class=\"warn\">{_esc(w)}</div>")
     h.append("<h2>Runs</h2>")

@@ -14,18 +14,24 @@ from pathlib import Path
 from .data import ReportData
 from .tables import (
     AGENT_HEAD,
+    EVIDENCE_HEAD,
     STEP_HEAD,
     SUMMARY_HEAD,
+    VERDICT_HEAD,
     agent_rows,
     band_note,
     caption,
     clip,
     event_rows,
+    evidence_rows,
     fmt,
     settings_rows,
     step_rows,
     summary_rows,
     usage_rows,
+    verdict_blocks,
+    verdict_interval,
+    verdict_rows,
 )
 
 __all__ = ["md_escape", "render_markdown"]
@@ -51,6 +57,31 @@ def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _verdict_md(rep: ReportData) -> list[str]:
+    """The first section: the headline sentence and its interval, per-metric trends, evidence."""
+    v = rep.verdict
+    if not v:
+        return []
+    md = ["## Verdict\n"]
+    blocks = verdict_blocks(v)
+    if v.get("scope") in ("groups", "runs"):
+        md.append(f"**{md_escape(v.get('verdict', ''))}**\n")
+    for label, b in blocks:
+        if len(blocks) > 1 or v.get("scope") == "pooled":
+            md.append(f"### {md_escape(label)}\n")
+        if len(blocks) > 1 or v.get("scope") not in ("groups", "runs"):
+            md.append(f"**{md_escape(b.get('sentence', ''))}**\n")
+        line = verdict_interval(b)
+        if line:
+            md.append(md_escape(line) + "\n")
+        md.append(_md_table(VERDICT_HEAD, verdict_rows(b)))
+    if v.get("alarm_vs_verdict"):
+        md.append(f"_{md_escape(v['alarm_vs_verdict'])}_\n")
+    md.append("### What the posts share (first and last step)\n")
+    md.append(_md_table(EVIDENCE_HEAD, evidence_rows(v)))
+    return md
+
+
 def render_markdown(rep: ReportData, figs: Mapping[str, bytes], path: Path) -> str:
     """The report as Markdown for ``path``; writes the plots as PNG files into ``<stem>_files/``.
 
@@ -73,6 +104,7 @@ def render_markdown(rep: ReportData, figs: Mapping[str, bytes], path: Path) -> s
 
     md: list[str] = [f"# {md_escape(rep.title)}\n",
                      f"Generated {md_escape(rep.generated_at)} by llmweb {rep.llmweb_version}.\n"]
+    md += _verdict_md(rep)
     for w in rep.warnings:
         md.append(f"> **Warning:** {md_escape(w)}\n")
     md += ["## Runs\n", _md_table(SUMMARY_HEAD, summary_rows(rep))]

@@ -11,9 +11,10 @@ from typing import Any
 
 from .data import ReportData, RunReport
 
-__all__ = ["AGENT_HEAD", "MAX_EXAMPLE_CHARS", "STEP_HEAD", "SUMMARY_HEAD", "agent_rows",
-           "band_note", "caption", "clip", "event_rows", "first_last", "fmt", "settings_rows",
-           "step_rows", "summary_rows", "usage_rows"]
+__all__ = ["AGENT_HEAD", "EVIDENCE_HEAD", "MAX_EXAMPLE_CHARS", "STEP_HEAD", "SUMMARY_HEAD",
+           "VERDICT_HEAD", "agent_rows", "band_note", "caption", "clip", "event_rows",
+           "evidence_rows", "first_last", "fmt", "settings_rows", "step_rows", "summary_rows",
+           "usage_rows", "verdict_blocks", "verdict_interval", "verdict_rows"]
 
 MAX_EXAMPLE_CHARS = 2000
 
@@ -51,7 +52,74 @@ def summary_rows(rep: ReportData) -> list[list[str]]:
             str(sum(r.counts.values())), str(r.counts.get("response", 0)),
             f"{fmt(n0)} \u2192 {fmt(n1)}", ratio,
             f"{fmt(c0)} \u2192 {fmt(c1)}", f"{fmt(v0)} \u2192 {fmt(v1)}",
+            str((r.verdict or {}).get("verdict", "\u2013")),
         ])
+    return rows
+
+
+# ---------------------------------------------------------------------- the verdict
+def verdict_blocks(verdict: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``(label, verdict dict)`` per headline block: one for a run or a pooled group, one per
+    group (``"group NAME (runs)"``) or per run when the report has several."""
+    if not verdict:
+        return []
+    if verdict.get("scope") == "groups":
+        return [(f"group {g} ({', '.join(v.get('runs', []))})", v)
+                for g, v in verdict.get("groups", {}).items()]
+    if verdict.get("scope") == "runs":
+        return [(f"run {rid}", v) for rid, v in verdict.get("per_run", {}).items() if v]
+    if verdict.get("scope") == "pooled":
+        runs = verdict.get("runs", [])
+        return [(f"pooled over {len(runs)} runs ({', '.join(runs)})", verdict)]
+    return [(f"run {verdict.get('run_id', '')}", verdict)]
+
+
+def verdict_interval(v: dict[str, Any]) -> str:
+    """The interval line under a headline: the ``||D||`` trend's sentence (change and CI),
+    else the first metric's."""
+    trends = v.get("trends") or {}
+    tr = trends.get("norm") or next(iter(trends.values()), None)
+    return str(tr.get("sentence", "")) if tr else ""
+
+
+VERDICT_HEAD = ["metric", "measures", "verdict", "change, late vs early window (interval)",
+                "slope per step", "slope interval", "p (slope)", "p (windows)"]
+
+
+def verdict_rows(v: dict[str, Any]) -> list[list[str]]:
+    """One row per metric of a verdict dict (a run's or a pooled group's)."""
+    rows = []
+    roles = v.get("roles") or {}
+    for name, tr in (v.get("trends") or {}).items():
+        ci = tr.get("ci") or [None, None]
+        rows.append([name, str(roles.get(name, "")), str(tr.get("verdict", "")),
+                     str(tr.get("sentence", "")), fmt(tr.get("slope")),
+                     f"{fmt(ci[0])} to {fmt(ci[1])}", fmt(tr.get("p_value")),
+                     fmt(tr.get("window_p_value"))])
+    return rows
+
+
+EVIDENCE_HEAD = ["run", "step", "3-grams shared by most agents (agents using it)",
+                 "posts nearly repeating another agent's"]
+
+
+def evidence_rows(verdict: Any) -> list[list[str]]:
+    """Per run, at its first and last step: the shared 3-grams and the near-duplicate share."""
+    rows = []
+    for rid, ev in ((verdict or {}).get("evidence") or {}).items():
+        if not ev:
+            rows.append([rid, "\u2013", "not computed", "not computed"])
+            continue
+        for which in ("first", "last"):
+            e = ev.get(which) or {}
+            shared = "; ".join(f"\u201c{g['ngram']}\u201d ({g['n_agents']}/{e.get('n_agents')})"
+                               for g in e.get("shared", [])) or "none"
+            nd = e.get("near_duplicates") or {}
+            share = nd.get("share")
+            dup = ("\u2013" if share is None else
+                   f"{100 * share:.0f}% ({nd.get('n_near_duplicates')}/{nd.get('n_posts')}; "
+                   f"{nd.get('method')} \u2265 {fmt(nd.get('threshold'))})")
+            rows.append([rid, f"{which} (t = {e.get('step')})", shared, dup])
     return rows
 
 
@@ -64,7 +132,7 @@ def band_note(rep: ReportData) -> str:
 
 SUMMARY_HEAD = ["run", "source", "agents", "steps", "records", "responses",
                  "norm first \u2192 last",
-                 "last / first (mean of w steps)", "mean cos. dist.", "Vendi"]
+                 "last / first (mean of w steps)", "mean cos. dist.", "Vendi", "verdict"]
 STEP_HEAD = ["step", "agents", "responses", "norm", "norm (normalised)", "within", "between",
               "mean cos. dist.", "Vendi", "distinct-1", "distinct-2", "k_t", "web size",
               "synthetic frac.", "external", "human", "mitigation tags"]
