@@ -5,6 +5,8 @@ Modules, top-down (each imports only those below it; :mod:`.data` imports none o
 * :mod:`.diversity`: :class:`DiversityReport`, built from a store or a live monitor, written as
   HTML, Markdown or JSON; it loads the plots and renderers only when asked for them;
 * :mod:`.build`: reads one run from the store and computes its :class:`RunReport`;
+* :mod:`.verdict`: the collapse verdict (one run's, or pooled over replicates) and the text
+  evidence of what the posts converged onto, as plain data: every output's first section;
 * :mod:`.plots` (matplotlib, extra ``[report]``, loaded only when a report is drawn),
   :mod:`.render_html`, :mod:`.render_markdown`: draw and write a :class:`ReportData`;
 * :mod:`.mds`: classical multidimensional scaling (the paper's Fig. 3 projection);
