@@ -76,12 +76,13 @@ ZYGOTE += textwrap.dedent('''
     from langgraph.checkpoint.sqlite import SqliteSaver
     import llmweb_plugin.store as lw_store
     from llmweb_plugin.cli import main
-    # what `llmweb run` imports lazily, imported once here rather than in every child
+    # what `llmweb run` imports lazily, imported once here rather than in every child (torch:
+    # `llmweb run` sets its thread count even for --fake; 3 of each child's 4 s when not here)
     import importlib
     for name in ("langchain_core.tracers.context", "langchain_core.tracers.run_collector",
                  "langchain_core.tracers.stdout", "numpy.random", "portalocker", "sqlite3",
-                 "llmweb_langgraph", "llmweb_plugin.cli.run", "llmweb_plugin.web",
-                 "llmweb_plugin.report"):
+                 "torch", "llmweb_langgraph", "llmweb_plugin.cli.run", "llmweb_plugin.cli_report",
+                 "llmweb_plugin.web", "llmweb_plugin.report"):
         try:
             importlib.import_module(name)
         except ImportError:  # only a speed-up
