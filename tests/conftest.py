@@ -1,12 +1,14 @@
-"""Shared fixtures: the real offline embedder and fresh embedded Qdrant stores."""
+"""Shared fixtures: the real offline embedder, a fast hash embedder, fresh embedded stores."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import llmweb_plugin as lw  # noqa: E402
@@ -26,3 +28,27 @@ def store(embedder):
     s = lw.WebStore(":memory:", embedder=embedder)
     yield s
     s.close()
+
+
+class HashEmbedder:
+    """Deterministic unit 16-d vectors from each text's SHA-256, with no model to load: for tests
+    of plumbing (counts, ids, persistence, files), not of meaning. Equal texts, equal vectors."""
+
+    name = "hash-test"
+    dim = 16
+
+    def embed(self, texts):
+        out = np.zeros((len(texts), 16), np.float32)
+        for i, t in enumerate(texts):
+            h = hashlib.sha256(t.encode("utf-8")).digest()[:16]
+            out[i] = np.frombuffer(h, np.uint8).astype(np.float32) - 127.5
+        # unit norm, like MiniLM: qdrant-client's local mode persists cosine vectors
+        # unnormalised and reads them back so after a reopen
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="session")
+def hash_embedder() -> HashEmbedder:
+    """A :class:`HashEmbedder`; ``inspect.getsource(type(hash_embedder))`` (after ``import
+    hashlib`` and ``import numpy as np``) rebuilds it in a subprocess."""
+    return HashEmbedder()

@@ -3,6 +3,7 @@ escaping, bad inputs, and a store reopened from disk in a new process."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -343,9 +344,10 @@ _WRITER = textwrap.dedent("""
     import json, sys
     import llmweb_plugin as lw
     path = sys.argv[1]
+    embedder = HashEmbedder()
     pools = {"alice": ["bitcoin will soar", "crypto adoption grows", "buy the dip"],
              "bob": ["regulation hurts bitcoin", "crypto is risky", "a crash is coming"]}
-    with lw.WebStore(path) as store:
+    with lw.WebStore(path, embedder=embedder) as store:
         with lw.CollapseMonitor(store, run_id="disk-run") as mon:
             for t in range(1, 4):
                 for a, pool in pools.items():
@@ -358,15 +360,19 @@ _WRITER = textwrap.dedent("""
 """)
 
 
-def test_report_from_a_store_reopened_from_disk_in_a_new_process(embedder, tmp_path: Path
+def test_report_from_a_store_reopened_from_disk_in_a_new_process(hash_embedder, tmp_path: Path
                                                                    ) -> None:
+    """The writer and this reader share only the folder; both embed with the hash embedder
+    (persistence needs no meaning, and a new process then loads no model)."""
     folder = tmp_path / "web"
-    out = subprocess.run([sys.executable, "-c", _WRITER, str(folder)], capture_output=True,
+    writer = ("import hashlib\nimport numpy as np\n" + inspect.getsource(type(hash_embedder))
+              + _WRITER)
+    out = subprocess.run([sys.executable, "-c", writer, str(folder)], capture_output=True,
                          text=True, timeout=300, check=False,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0, out.stderr
     written = json.loads(out.stdout.strip().splitlines()[-1])
-    with lw.WebStore(folder, embedder=embedder) as store:
+    with lw.WebStore(folder, embedder=hash_embedder) as store:
         assert store.runs() == ["disk-run"]
         rep = DiversityReport.from_store(store, run_id="disk-run")
         ref = recompute(store, "disk-run")
