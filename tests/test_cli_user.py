@@ -421,7 +421,7 @@ def test_report_shows_the_run_settings_from_the_out_folder_or_the_store_alone(
 
 def test_run_report_shows_settings_and_store_keeps_them(tmp_path: Path, capsys,
                                                          embedder) -> None:
-    from llmweb_plugin.cli_report import stored_run_settings
+    from llmweb_plugin.cli.report import stored_run_settings
 
     out = tmp_path / "out"
     _fake_run(out, "k", "--no-report")

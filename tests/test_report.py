@@ -334,7 +334,7 @@ def test_rendering_without_matplotlib_names_the_extra(store, monkeypatch) -> Non
 
 def test_importing_the_report_does_not_import_matplotlib() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", ("import sys, llmweb_plugin.report, llmweb_plugin.cli_report; "
+        [sys.executable, "-c", ("import sys, llmweb_plugin.report, llmweb_plugin.cli.report; "
                                 "print('matplotlib' in sys.modules)")],
         capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

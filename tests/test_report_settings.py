@@ -11,7 +11,7 @@ from pathlib import Path
 
 import llmweb_plugin as lw
 from llmweb_plugin.cli import main
-from llmweb_plugin.cli_report import SETTINGS_KEY as CLI_KEY
+from llmweb_plugin.cli.report import SETTINGS_KEY as CLI_KEY
 from llmweb_plugin.report import DiversityReport
 from llmweb_plugin.report.build import SETTINGS_KEY
 

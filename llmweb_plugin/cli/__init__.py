@@ -1,7 +1,7 @@
 """The ``llmweb`` command line: the one place that composes core and adapters, lazily.
 
-Each subcommand lives in its own module (``run``, ``gmm``, ``experiment``; ``report`` and ``runs``
-in ``llmweb_plugin.cli_report`` until it moves here), each with ``add_parser(subparsers)``; they
+Each subcommand lives in its own module (``run``, ``gmm``, ``experiment``; ``report`` holds both
+``report`` and ``runs``), each with ``add_parser(subparsers)``; they
 share one argument vocabulary (:mod:`._options`) and import heavy dependencies only when run.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 _SUBCOMMAND_MODULES = (
     "llmweb_plugin.cli.run",
     "llmweb_plugin.cli.gmm",
-    "llmweb_plugin.cli_report",
+    "llmweb_plugin.cli.report",
     "llmweb_plugin.cli.experiment",
 )
 

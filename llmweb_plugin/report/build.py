@@ -30,7 +30,7 @@ __all__ = ["build_run"]
 
 _NAN = float("nan")
 #: Metadata key of a run's first seed record (kind ``seed``, index 0) where ``llmweb run`` keeps
-#: the settings it ran with (``llmweb_plugin.cli_report.save_run_settings`` writes it).
+#: the settings it ran with (``llmweb_plugin.cli.report.save_run_settings`` writes it).
 SETTINGS_KEY = "llmweb_settings"
 
 

@@ -81,7 +81,7 @@ ZYGOTE += textwrap.dedent('''
     import importlib
     for name in ("langchain_core.tracers.context", "langchain_core.tracers.run_collector",
                  "langchain_core.tracers.stdout", "numpy.random", "portalocker", "sqlite3",
-                 "torch", "llmweb_langgraph", "llmweb_plugin.cli.run", "llmweb_plugin.cli_report",
+                 "torch", "llmweb_langgraph", "llmweb_plugin.cli.run", "llmweb_plugin.cli.report",
                  "llmweb_plugin.web", "llmweb_plugin.report"):
         try:
             importlib.import_module(name)

@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .cli._options import add_api_key_option
+from ._options import add_api_key_option
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .store import WebStore
+    from ..store import WebStore
 
 __all__ = ["add_parser", "find_store_folder", "list_runs", "open_existing_store",
            "save_run_settings", "stored_run_settings"]
@@ -38,7 +38,7 @@ __all__ = ["add_parser", "find_store_folder", "list_runs", "open_existing_store"
 logger = logging.getLogger(__name__)
 
 #: metadata key of a run's first seed record that holds the run's settings
-SETTINGS_KEY = "llmweb_settings"
+SETTINGS_KEY = "llmweb_settings"  # the same key as report.build.SETTINGS_KEY (a test holds them equal)
 
 
 def _add_location(p: argparse.ArgumentParser) -> None:
@@ -129,7 +129,7 @@ def open_existing_store(
     """
     from qdrant_client import QdrantClient
 
-    from .store import StoreLockedError, WebStore
+    from ..store import StoreLockedError, WebStore
 
     if (path is None) == (url is None):
         raise ValueError("give exactly one of --path DIR or --url URL")
@@ -195,7 +195,7 @@ def save_run_settings(store: WebStore, run_id: str, settings: Mapping[str, Any])
     """
     from qdrant_client import models
 
-    from .report import jsonable
+    from ..report import jsonable
 
     flt = _seed_zero_filter(run_id)
     n = store.client.count(store.collection, count_filter=flt, exact=True).count
@@ -232,7 +232,7 @@ def list_runs(store: WebStore) -> list[dict[str, Any]]:
     """One summary per run: id, agents, steps, record counts, norm at first and last step."""
     import numpy as np
 
-    from .metrics import step_metrics
+    from ..metrics import step_metrics
 
     recs = store.records()  # payloads only: one scroll over the collection
     by_run: dict[str, list[Any]] = defaultdict(list)
@@ -265,7 +265,7 @@ def _fmt(x: Any) -> str:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from .store import StoreLockedError
+    from ..store import StoreLockedError
 
     folder = _resolve(args, "runs")
     try:
@@ -339,8 +339,8 @@ def _parse_groups(specs: list[str]) -> dict[str, list[str]] | None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import DiversityReport
-    from .store import StoreLockedError
+    from ..report import DiversityReport
+    from ..store import StoreLockedError
 
     fmt = args.format
     if fmt is None:
