@@ -202,44 +202,69 @@ def _summary(history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _write_results(out_dir: Path, run_id: str, settings: Mapping[str, Any],
-                   final: Mapping[str, Any], store: Any, *, report: bool) -> Path:
+                   final: Mapping[str, Any], store: Any, *,
+                   report: bool) -> tuple[Path, dict[str, Any]]:
+    """Write results.json, metrics.md and (unless ``report`` is false) report.html/.json.
+
+    Returns the main file written and the run's verdict. The verdict comes from the same report
+    data that report.html/report.json show, so the terminal's ``verdict:`` line and the report
+    can never disagree; it is computed with or without ``--no-report``.
+    """
+    from ..report import DiversityReport
+
     out_dir.mkdir(parents=True, exist_ok=True)
     history = list(final.get("history") or [])
     posts = list(final.get("posts") or [])
     summary = _summary(history)
-    (out_dir / "results.json").write_text(json.dumps(
-        {"run_id": run_id, "settings": dict(settings), "summary": summary, "history": history,
-         "posts": posts}, indent=1, default=str), encoding="utf-8")
-    md = [f"# llmweb run {run_id}", "", "Settings: " + ", ".join(
-        f"{k}={v}" for k, v in settings.items() if k not in ("agent_specs",)), "",
-        metric_table(history), ""]
-    md += [TABLE_LEGEND, "", f"First vs last: {summary['text']} ({summary['rule']})."]
-    (out_dir / "metrics.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    target = out_dir / "metrics.md"
     try:  # the settings travel with the run, so a report from the store alone shows them
-        from ..cli_report import save_run_settings
+        from .report import save_run_settings
 
         if not save_run_settings(store, run_id, settings):
             logger.warning("run %s has no seed record to keep its settings on", run_id)
     except Exception as exc:  # noqa: BLE001 - results are written; this copy is a convenience
         logger.warning("could not keep the settings of run %s in the store: %s", run_id, exc)
+    rep = DiversityReport.from_store(
+        store, run_id=run_id, settings={k: v for k, v in settings.items() if v is not None})
+    verdict = rep.verdict()
+    (out_dir / "results.json").write_text(json.dumps(
+        {"run_id": run_id, "settings": dict(settings), "summary": summary, "verdict": verdict,
+         "history": history, "posts": posts}, indent=1, default=str), encoding="utf-8")
+    md = [f"# llmweb run {run_id}", "", "Settings: " + ", ".join(
+        f"{k}={v}" for k, v in settings.items() if k not in ("agent_specs",)), "",
+        metric_table(history), ""]
+    md += [TABLE_LEGEND, "", f"First vs last: {summary['text']} ({summary['rule']}).", "",
+           *verdict_lines(verdict)]
+    (out_dir / "metrics.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    target = out_dir / "metrics.md"
     if report:
         try:
-            from ..report import DiversityReport
-        except ImportError:
-            logger.info("llmweb_plugin.report is not available; wrote the Markdown table only")
-            return target
-        try:
-            rep = DiversityReport.from_store(
-                store, run_id=run_id,
-                settings={k: v for k, v in settings.items() if v is not None})
             path = out_dir / "report.html"
             rep.to_html(path)
             rep.to_json(out_dir / "report.json")
             target = path
         except ImportError as exc:  # matplotlib missing: keep the Markdown
             print(f"note: no HTML report ({exc})", file=sys.stderr)
-    return target
+    return target, verdict
+
+
+def verdict_lines(verdict: Mapping[str, Any]) -> list[str]:
+    """The terminal's closing lines: ``verdict: ...`` and, when there is text evidence, what
+    the agents' posts share at the first and last step."""
+    lines = [f"verdict: {verdict.get('sentence') or verdict.get('verdict', 'unavailable')}"]
+    evidence = next(iter((verdict.get("evidence") or {}).values()), None)
+    for when in ("first", "last"):
+        ev = (evidence or {}).get(when) if isinstance(evidence, Mapping) else None
+        if not isinstance(ev, Mapping):
+            continue
+        near = ev.get("near_duplicates") or {}
+        grams = [g.get("ngram") if isinstance(g, Mapping) else g
+                 for g in (ev.get("shared") or [])[:3]]
+        share = near.get("share")
+        share_txt = "n/a" if share is None else f"{100 * float(share):.0f}%"
+        lines.append(f"  {when} step {ev.get('step')}: {share_txt} of posts near-duplicate "
+                     f"another agent's; shared phrases: "
+                     + (", ".join(repr(str(g)) for g in grams if g) or "none"))
+    return lines
 
 
 # ---------------------------------------------------------------------- the command
@@ -452,6 +477,8 @@ def run_command(args: argparse.Namespace) -> int:
     where = _public_url(store_url) if store_url else store_dir
     print(f"store: {where}   checkpoint: {ckpt}")
     print(f"report: {final['report_path']}")
+    if final.get("verdict"):
+        print("\n".join(verdict_lines(final["verdict"])))
     return 0
 
 
@@ -513,9 +540,11 @@ def run_experiment(settings: Mapping[str, Any], *, run_id: str, store_dir: Path,
                                        checkpoint=checkpoint, resume=resume, bar=bar)
         final["resume_note"] = note
         final["report_path"] = None
+        final["verdict"] = None
         if report_dir is not None:
-            final["report_path"] = str(_write_results(report_dir, run_id, settings, final, store,
-                                                      report=report))
+            path, final["verdict"] = _write_results(report_dir, run_id, settings, final, store,
+                                                    report=report)
+            final["report_path"] = str(path)
         return final
     finally:
         if bar is not None:

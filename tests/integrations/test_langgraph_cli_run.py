@@ -31,8 +31,12 @@ def test_run_fake_writes_results_and_report(tmp_path: Path, capsys, embedder) ->
     res = json.loads((tmp_path / "r1" / "results.json").read_text())
     assert [h["step"] for h in res["history"]] == [1, 2, 3] and len(res["posts"]) == 9
     assert res["settings"]["responses_per_step"] == 2 and res["settings"]["fake"] is True
-    assert res["summary"]["window"] == 1
-    assert res["summary"]["first_mean_norm"] == pytest.approx(res["history"][0]["norm"])
+    # three steps: too few for the first-vs-last ratio (4 at least) and for a verdict (6)
+    assert res["summary"]["window"] == 0 and res["summary"]["ratio_last_first"] is None
+    assert res["verdict"]["verdict"] == "inconclusive"
+    report_json = json.loads((tmp_path / "r1" / "report.json").read_text())
+    assert res["verdict"]["sentence"] == report_json["verdict"]["sentence"]
+    assert f"verdict: {res['verdict']['sentence']}" in out
     html = (tmp_path / "r1" / "report.html").read_text()
     assert "r1" in html and "<script" not in html
     assert "| 3 |" in (tmp_path / "r1" / "metrics.md").read_text()

@@ -34,3 +34,27 @@ def test_tiny_web_on_the_local_model_is_real_and_reproducible(embedder) -> None:
     # seeded local models in a seeded web: the same texts and norms again
     assert runs[0][0] == runs[1][0]
     assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-5)
+
+
+def test_llmweb_run_on_the_local_model_ends_with_a_verdict(tmp_path, capsys) -> None:
+    """The main job end to end on the real SmolLM2 agents (issue 12): a ``verdict:`` line in the
+    terminal, the same verdict in results.json and report.json, and text evidence."""
+    import json
+
+    pytest.importorskip("llmweb_plugin.web.models")
+    from llmweb_plugin.cli import main
+
+    rc = main(["run", "--steps", "6", "--responses", "2", "--max-new-tokens", "16",
+               "--out", str(tmp_path), "--run-id", "real", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "run real: 18 posts, 6 steps" in out   # 3 agents x 6 steps
+    res = json.loads((tmp_path / "real" / "results.json").read_text())
+    rep = json.loads((tmp_path / "real" / "report.json").read_text())
+    assert len(res["history"]) == 6
+    assert res["verdict"]["verdict"] in {"collapsing", "converging", "narrowing", "stable",
+                                         "diverging", "inconclusive"}
+    assert res["verdict"]["sentence"] == rep["verdict"]["sentence"]
+    assert f"verdict: {res['verdict']['sentence']}" in out
+    ev = rep["verdict"]["evidence"]["real"]
+    assert ev["first"]["step"] == 1 and ev["last"]["step"] == 6
+    assert 0.0 <= ev["last"]["near_duplicates"]["share"] <= 1.0
