@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -47,8 +48,19 @@ class HashEmbedder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+def _hash_embedder_source() -> str:
+    # read from this file: inspect.getsource cannot tell tests/conftest.py from
+    # tests/integrations/conftest.py (both are the module "conftest")
+    text = Path(__file__).read_text()
+    start = text.index("class HashEmbedder:")
+    return "import hashlib\nimport numpy as np\n\n" + text[start:text.index("\n\n\n", start)] + "\n"
+
+
+#: the class's code, to rebuild it in a subprocess: ``exec(HashEmbedder.SOURCE)``
+HashEmbedder.SOURCE = _hash_embedder_source()
+
+
 @pytest.fixture(scope="session")
 def hash_embedder() -> HashEmbedder:
-    """A :class:`HashEmbedder`; ``inspect.getsource(type(hash_embedder))`` (after ``import
-    hashlib`` and ``import numpy as np``) rebuilds it in a subprocess."""
+    """A :class:`HashEmbedder`; ``type(hash_embedder).SOURCE`` rebuilds it in a subprocess."""
     return HashEmbedder()

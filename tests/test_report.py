@@ -3,7 +3,6 @@ escaping, bad inputs, and a store reopened from disk in a new process."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -365,8 +364,7 @@ def test_report_from_a_store_reopened_from_disk_in_a_new_process(hash_embedder, 
     """The writer and this reader share only the folder; both embed with the hash embedder
     (persistence needs no meaning, and a new process then loads no model)."""
     folder = tmp_path / "web"
-    writer = ("import hashlib\nimport numpy as np\n" + inspect.getsource(type(hash_embedder))
-              + _WRITER)
+    writer = type(hash_embedder).SOURCE + _WRITER
     out = subprocess.run([sys.executable, "-c", writer, str(folder)], capture_output=True,
                          text=True, timeout=300, check=False,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
