@@ -44,10 +44,11 @@ def test_llmweb_run_on_the_local_model_ends_with_a_verdict(tmp_path, capsys) -> 
     pytest.importorskip("llmweb_plugin.web.models")
     from llmweb_plugin.cli import main
 
-    rc = main(["run", "--steps", "6", "--responses", "2", "--max-new-tokens", "16",
-               "--out", str(tmp_path), "--run-id", "real", "--no-progress"])
+    rc = main(["run", "--n-agents", "2", "--steps", "6", "--responses", "2",
+               "--max-new-tokens", "16", "--out", str(tmp_path), "--run-id", "real",
+               "--no-progress"])
     out = capsys.readouterr().out
-    assert rc == 0 and "run real: 18 posts, 6 steps" in out   # 3 agents x 6 steps
+    assert rc == 0 and "run real: 12 posts, 6 steps" in out   # 2 agents x 6 steps
     res = json.loads((tmp_path / "real" / "results.json").read_text())
     rep = json.loads((tmp_path / "real" / "report.json").read_text())
     assert len(res["history"]) == 6
