@@ -44,8 +44,8 @@ def test_llmweb_run_on_the_local_model_ends_with_a_verdict(tmp_path, capsys) -> 
     pytest.importorskip("llmweb_plugin.web.models")
     from llmweb_plugin.cli import main
 
-    rc = main(["run", "--n-agents", "2", "--steps", "6", "--responses", "2",
-               "--max-new-tokens", "16", "--out", str(tmp_path), "--run-id", "real",
+    rc = main(["run", "--n-agents", "2", "--steps", "6", "--responses", "1",
+               "--max-new-tokens", "12", "--out", str(tmp_path), "--run-id", "real",
                "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0 and "run real: 12 posts, 6 steps" in out   # 2 agents x 6 steps
