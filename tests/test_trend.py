@@ -338,8 +338,13 @@ def test_headline_converging_says_why_it_is_not_collapse():
 
 def test_headline_other_verdicts():
     g = np.random.default_rng(12)
-    assert collapse_verdict({"norm": _flat(g, 1.0), "vendi_score": _fall(g, 3, 2)}).verdict \
-        == "narrowing"
+    held = collapse_verdict({"norm": _flat(g, 1.0), "vendi_score": _fall(g, 3, 2)})
+    assert held.verdict == "narrowing" and "not towards each other" in held.sentence
+    # a noisy ||D|| shows no convergence either way: the headline must not claim its absence
+    unclear = collapse_verdict({"norm": 1 + g.normal(0, 0.3, N), "vendi_score": _fall(g, 3, 2)})
+    assert unclear.verdict == "narrowing" and unclear.convergence == "unclear"
+    assert "not towards each other" not in unclear.sentence
+    assert "whether the agents converge is not shown" in unclear.sentence
     assert collapse_verdict({"norm": _fall(g, 0.5, 1.0), "vendi_score": _flat(g)}).verdict \
         == "diverging"
     st = collapse_verdict({"norm": _flat(g, 1.0), "mean_cosine_distance": _flat(g, 0.4)})

@@ -171,8 +171,10 @@ def _headline(trends: Mapping[str, CollapseTrend | PooledTrend], roles: Mapping[
                "unclear": f"while agents' convergence is not shown ({C})",
                "mixed": f"while the convergence metrics disagree ({C})",
                "absent": "(no convergence metric given)"}[cs]
-        return ("narrowing", (f"narrowing: the web's diversity fell ({V}) {why}: every agent "
-                "narrows, not towards each other"), cs, ds)
+        # only a measured absence of convergence supports "not towards each other"
+        tail = ("every agent narrows, not towards each other" if cs in ("held", "rose") else
+                "the web narrows; whether the agents converge is not shown")
+        return "narrowing", f"narrowing: the web's diversity fell ({V}) {why}: {tail}", cs, ds
     risen = [k for k in conv + div if trends[k].verdict == "diverging"]
     if risen:
         return ("diverging", f"diverging: {_listing(trends, risen)} rose and nothing fell", cs, ds)
