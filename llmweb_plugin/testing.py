@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from .embeddings import Embedder
 
-__all__ = ["FlakyEmbedder", "brute_force_collapse_norm"]
+__all__ = ["FlakyEmbedder", "SeededEmbedder", "brute_force_collapse_norm"]
 
 
 def brute_force_collapse_norm(X: object) -> float:
@@ -61,3 +62,24 @@ class FlakyEmbedder:
         if fail:
             raise RuntimeError("FlakyEmbedder: simulated embedding failure")
         return self.inner.embed(texts)
+
+
+class SeededEmbedder:
+    """Deterministic unit vectors with no model to load: a standard normal draw seeded by the
+    SHA-256 of each text, normalised (``dim`` 32 by default). Equal texts give equal vectors and
+    different texts nearly orthogonal ones, so a test can build runs that converge (agents
+    writing the same sentence) or stay apart, and check the metrics and verdicts on them.
+    """
+
+    name = "fake-seeded-32"
+
+    def __init__(self, dim: int = 32) -> None:
+        self.dim = int(dim)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows = []
+        for t in texts:
+            seed = int.from_bytes(hashlib.sha256(t.encode("utf-8")).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim)
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), self.dim)

@@ -10,32 +10,16 @@ real embedded Qdrant.
 
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
 import pytest
 
 import llmweb_plugin as lw
+from llmweb_plugin.testing import SeededEmbedder
 
 AGENTS = ("a", "b", "c")
 L = 4  # texts per agent per step
 SHARED = "the one sentence every agent ends up writing"
 
 
-class SeededEmbedder:
-    """32-d unit vectors (as sentence embedders give; a cosine collection stores them unit-length
-    anyway): a standard normal draw seeded by SHA-256 of the text, normalised."""
-
-    name = "fake-seeded-32"
-    dim = 32
-
-    def embed(self, texts):
-        rows = []
-        for t in texts:
-            seed = int.from_bytes(hashlib.sha256(t.encode("utf-8")).digest()[:8], "little")
-            v = np.random.default_rng(seed).standard_normal(self.dim)
-            rows.append(v / np.linalg.norm(v))
-        return np.asarray(rows, dtype=np.float32)
 
 
 @pytest.fixture()

@@ -8,7 +8,6 @@ equal texts, equal vectors, different texts nearly orthogonal); the store is rea
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 import llmweb_plugin as lw
 from llmweb_plugin.cli import main
 from llmweb_plugin.report import first_last_ratio
+from llmweb_plugin.testing import SeededEmbedder
 
 AGENTS = ("a", "b", "c")
 L = 4
@@ -26,17 +26,6 @@ SHARED = "the one sentence every agent ends up writing"
 N_STEPS = 24
 
 
-class SeededEmbedder:
-    name = "fake-seeded-32"
-    dim = 32
-
-    def embed(self, texts):
-        rows = []
-        for t in texts:
-            seed = int.from_bytes(hashlib.sha256(t.encode("utf-8")).digest()[:8], "little")
-            v = np.random.default_rng(seed).standard_normal(self.dim)
-            rows.append(v / np.linalg.norm(v))
-        return np.asarray(rows, dtype=np.float32)
 
 
 def _own(agent: str, step: int, i: int) -> str:
