@@ -125,7 +125,7 @@ def test_collapsing_run_html_opens_with_the_verdict(collapse_report, tmp_path):
     assert i_verdict == page.index("<h2")  # the first section
     section = page[i_verdict:page.index("<h2>Runs</h2>")]
     assert '<p class="verdict">collapsing: agents agree more' in section
-    assert "||D|| fell" in section and "95% CI" in section  # the interval, under the sentence
+    assert "||D|| fell" in section and "97.5% CI" in section  # the interval, under the sentence
     assert "\u201cthe one sentence\u201d (3/3)" in section
     assert "100% (12/12; cosine" in section and "0% (0/12; cosine" in section
 
@@ -136,7 +136,7 @@ def test_collapsing_run_markdown_opens_with_the_verdict(collapse_report, tmp_pat
     assert heads[0] == "## Verdict" and heads[1] == "## Runs"
     section = md[md.index("## Verdict"):md.index("## Runs")]
     assert "**collapsing: agents agree more" in section
-    assert "\\|\\|D\\|\\| fell" in section and "95% CI" in section
+    assert "\\|\\|D\\|\\| fell" in section and "97.5% CI" in section
     assert "the one sentence" in section and "100% (12/12" in section
 
 

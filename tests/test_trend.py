@@ -152,7 +152,7 @@ def test_sentence_reads_like_the_issue():
     s = tr.sentence()
     pct = round(-100 * tr.relative_change)
     lo, hi = round(-100 * tr.relative_change_ci[1]), round(-100 * tr.relative_change_ci[0])
-    assert s == f"||D|| fell {pct}% (95% CI {lo}% to {hi}%) over 30 steps: collapsing"
+    assert s == f"||D|| fell {pct}% (97.5% CI {lo}% to {hi}%) over 30 steps: collapsing"
     assert tr.summary == s
     noisy = collapse_trend(1.0 + np.random.default_rng(1).normal(0, 0.3, N))
     assert noisy.verdict == "inconclusive" and "no steady trend" in noisy.sentence()
@@ -499,3 +499,30 @@ def test_never_negative_series_cannot_fall_more_than_100_percent():
     assert tr.sentence().endswith("to 100%) over 31 steps: collapsing")
     neg = collapse_trend(-1.0 - np.linspace(0.0, 3.0, 20) + 0.5 * np.sin(np.arange(20)))
     assert neg.relative_change_ci[0] < -1.0  # values below 0: no such bound
+
+
+def test_printed_intervals_exclude_zero_exactly_when_their_test_decides():
+    """The intervals are at the level each test decides at (alpha / 2): a sentence never shows
+    an interval that excludes 0 beside a verdict that found no change (seen on a real run:
+    "fell 40% (95% CI 2% to 79%) ... inconclusive" when the CI was printed at 1 - alpha)."""
+    rng = np.random.default_rng(7)
+    checked = {"slope": 0, "window": 0}
+    for i in range(400):
+        n = int(rng.integers(6, 40))
+        y = 1.0 + rng.normal(0, 0.2, n) - rng.uniform(0, 0.04) * np.arange(n)
+        tr = collapse_trend(y)
+        assert tr.ci_level == 0.975 and tr.to_dict()["ci_level"] == 0.975
+        p_says, ci_says = tr.p_value < 0.025, not (tr.ci[0] <= 0 <= tr.ci[1])
+        if abs(tr.p_value - 0.025) > 2e-3:  # the simulated null's p is discrete near the edge
+            assert p_says == ci_says, (i, tr.p_value, tr.ci)
+            checked["slope"] += p_says
+        lo, hi = tr.relative_change_ci
+        w_says = not (lo <= 0 <= hi)
+        if abs(tr.window_p_value - 0.025) > 2e-3:
+            assert (tr.window_p_value < 0.025) == w_says, (i, tr.window_p_value, (lo, hi))
+            checked["window"] += w_says
+        if tr.verdict in ("stable", "inconclusive") and "disagree" not in tr.reason:
+            assert not (p_says and ci_says) and not (tr.window_p_value < 0.025 and w_says)
+        assert f"{100 * tr.ci_level:g}% CI" in tr.sentence() or tr.n_steps < 6 \
+            or "constant" in tr.reason
+    assert checked["slope"] > 50 and checked["window"] > 50  # both sides were exercised

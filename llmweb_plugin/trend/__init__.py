@@ -30,7 +30,7 @@ inflates its residual variance). So the verdict combines two tests, each at leve
    internal seed: exact for iid Gaussian noise, robust to autocorrelation because the large
    bandwidth keeps the dependence in the variance estimate. (A plain Newey-West test with a
    t(n-2) reference falsely reports a decline in ~11% of AR(1) series with ``phi = 0.5`` at 30
-   steps.) ``p_value`` and ``ci`` (the ``1 - alpha`` interval) are this test's.
+   steps.) ``p_value`` and ``ci`` (the ``1 - alpha / 2`` interval) are this test's.
 2. *Window test.* The late-window mean minus the early-window mean (the window rule above),
    divided by ``sigma * sqrt(2 / w)``, where ``sigma^2`` is the Bartlett long-run variance of the
    *late half* of the series after removing its own OLS line (bandwidth half the half). The
@@ -39,7 +39,11 @@ inflates its residual variance). So the verdict combines two tests, each at leve
    shifts, Vogelsang 1999, "Sources of nonmonotonic power when testing for a shift in mean of a
    dynamic time series", J. Econometrics 88, is to estimate the variance away from the shift).
    Its null is simulated like the slope test's (fixed-b: it depends on the fractions, not on
-   ``n``). ``window_p_value`` and ``relative_change_ci`` (``1 - alpha``) are this test's.
+   ``n``). ``window_p_value`` and ``relative_change_ci`` (``1 - alpha / 2``) are this test's.
+
+Both intervals are printed at ``1 - alpha / 2`` (97.5% by default), the level their test
+decides at, so a sentence never shows an interval that excludes 0 beside a verdict that found
+no change (``CollapseTrend.ci_level``).
 
 Nulls are simulated once per series length (and, for the slope, per spacing of the steps) and
 cached; beyond 64 values a geometric grid of lengths (ratio ~1.08, capped at 256) is used, so a

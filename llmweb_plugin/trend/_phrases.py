@@ -1,4 +1,4 @@
-"""How verdicts are put in words: metric labels, percentages and "fell 38% (95% CI ...)" phrases."""
+"""How verdicts are put in words: metric labels, percentages and "fell 38% (97.5% CI ...)" phrases."""
 
 from __future__ import annotations
 
@@ -26,9 +26,13 @@ def _pct(x: float, signed: bool = True) -> str:
     return f"{100 * x:+.0f}%" if signed else f"{100 * abs(x):.0f}%"
 
 
-def _change_phrase(label: str, rc: float, ci: tuple[float, float], alpha: float) -> str:
-    """``"||D|| fell 38% (95% CI 21% to 52%)"`` or a signed form when the interval crosses 0."""
-    lvl = f"{100 * (1 - alpha):g}% CI"
+def _change_phrase(label: str, rc: float, ci: tuple[float, float], level: float) -> str:
+    """``"||D|| fell 38% (97.5% CI 21% to 52%)"`` or a signed form when the interval crosses 0.
+
+    ``level`` is the interval's coverage (the level its verdict's test decides at), so the
+    printed interval excludes 0 exactly when that test finds a change.
+    """
+    lvl = f"{100 * level:g}% CI"
     lo, hi = ci
     if not math.isfinite(rc):
         return f"{label} changed by an undefined amount (early mean 0)"

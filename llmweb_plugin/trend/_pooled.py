@@ -52,6 +52,9 @@ class PooledTrend:
         band_mean: per-step mean.
         n_padded: values appended as NaN to replicates shorter than the longest.
         metric, higher_is_diverse, alpha, margin, method, reason: as for :class:`CollapseTrend`.
+        ci_level: coverage of ``ci`` and ``relative_change_ci``: ``1 - alpha`` for several
+            replicates (the pooled verdict is one test at ``alpha``); with one usable replicate,
+            that replicate's ``1 - alpha / 2``.
     """
 
     verdict: str
@@ -75,6 +78,7 @@ class PooledTrend:
     margin: float = 0.10
     method: str = ""
     reason: str = ""
+    ci_level: float = 0.95
 
     @property
     def summary(self) -> str:
@@ -88,7 +92,8 @@ class PooledTrend:
         per = ", ".join(f"{c} {v}" for v, c in self.counts.items() if c)
         if self.n_replicates == 0:
             return f"{label}: inconclusive ({self.reason})"
-        core = _change_phrase(label, self.relative_change, self.relative_change_ci, self.alpha)
+        core = _change_phrase(label, self.relative_change, self.relative_change_ci,
+                              self.ci_level)
         return (f"{core} over {len(self.steps)} steps in {self.n_replicates} replicate"
                 f"{'s' if self.n_replicates != 1 else ''} ({per}): {self.verdict}")
 
@@ -106,7 +111,8 @@ class PooledTrend:
                      "low": lst(self.band_low), "high": lst(self.band_high),
                      "mean": lst(self.band_mean)},
             "n_padded": self.n_padded, "higher_is_diverse": self.higher_is_diverse,
-            "alpha": self.alpha, "margin": self.margin, "method": self.method,
+            "alpha": self.alpha, "ci_level": self.ci_level, "margin": self.margin,
+            "method": self.method,
             "reason": self.reason,
         }
 
@@ -179,7 +185,7 @@ def pooled_trend(series_list: Sequence[Sequence[float]] | np.ndarray, *,
         tr = trends[usable[0]]
         return PooledTrend(verdict=tr.verdict, slope=tr.slope, ci=tr.ci, p_value=tr.p_value,
                            relative_change=tr.relative_change,
-                           relative_change_ci=tr.relative_change_ci,
+                           relative_change_ci=tr.relative_change_ci, ci_level=tr.ci_level,
                            method="one usable replicate: " + tr.method,
                            reason="one usable replicate: " + tr.reason, **common)
     slopes = np.array([trends[i].slope for i in usable])
@@ -210,7 +216,7 @@ def pooled_trend(series_list: Sequence[Sequence[float]] | np.ndarray, *,
     verdict, reason = _classify(lo, hi, float(early[0]), dstep, constant, higher_is_diverse,
                                 margin)
     return PooledTrend(verdict=verdict, slope=mean, ci=(lo, hi), p_value=p, relative_change=rc,
-                       relative_change_ci=rci,
+                       relative_change_ci=rci, ci_level=1.0 - alpha,
                        method=(f"mean of {R} per-replicate OLS slopes, Student-t({R - 1}) "
                                "interval; bootstrap over replicates for the relative change"),
                        reason=reason, **common)

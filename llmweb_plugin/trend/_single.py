@@ -33,12 +33,16 @@ class CollapseTrend:
     Attributes:
         verdict: ``"collapsing"``, ``"stable"``, ``"diverging"`` or ``"inconclusive"``.
         slope: OLS slope per step unit (NaN when too few values).
-        ci: two-sided ``1 - alpha`` interval of the slope (fixed-b HAC).
+        ci: two-sided ``1 - alpha / 2`` interval of the slope (fixed-b HAC): the level the
+            slope test decides at (Bonferroni), so it excludes 0 exactly when that test finds a
+            trend.
         p_value: two-sided p-value of "slope = 0" from the simulated null (>= 1/10001).
         relative_change: ``(late_mean - early_mean) / |early_mean|`` by the window rule
             (:func:`window_means`); ``late_mean / early_mean - 1`` for positive metrics.
-        relative_change_ci: ``1 - alpha`` interval of ``relative_change``: the window test's
-            interval of ``late_mean - early_mean`` (noise scale from the late half) divided by
+        relative_change_ci: ``1 - alpha / 2`` interval of ``relative_change`` (the level the
+            window test decides at, so it excludes 0 exactly when that test finds a change):
+            the window test's interval of ``late_mean - early_mean`` (noise scale from the
+            late half) divided by
             ``|early_mean|`` (NaN when it is 0); for a never-negative series it is cut at -1
             (a fall cannot exceed 100%).
         early_mean: mean of the early window.
@@ -81,12 +85,18 @@ class CollapseTrend:
     reason: str = ""
 
     @property
+    def ci_level(self) -> float:
+        """Coverage of ``ci`` and ``relative_change_ci``: ``1 - alpha / 2``, the level each of
+        the two tests decides at (their Bonferroni union has error rate ``alpha``)."""
+        return 1.0 - self.alpha / 2
+
+    @property
     def summary(self) -> str:
         """Same as :meth:`sentence`."""
         return self.sentence()
 
     def sentence(self) -> str:
-        """One human sentence, e.g. ``"||D|| fell 38% (95% CI 21% to 52%) over 30 steps:
+        """One human sentence, e.g. ``"||D|| fell 38% (97.5% CI 21% to 52%) over 30 steps:
         collapsing"``."""
         label = _label(self.metric)
         dropped = f" ({self.n_dropped} non-finite values dropped)" if self.n_dropped else ""
@@ -94,7 +104,8 @@ class CollapseTrend:
             return f"{label}: inconclusive ({self.reason}){dropped}"
         if self.reason == "constant series":
             return f"{label} constant over {self.n_steps} steps: {self.verdict}{dropped}"
-        core = _change_phrase(label, self.relative_change, self.relative_change_ci, self.alpha)
+        core = _change_phrase(label, self.relative_change, self.relative_change_ci,
+                              self.ci_level)
         why = f" ({self.reason})" if self.verdict == "inconclusive" else ""
         return f"{core} over {self.n_steps} steps: {self.verdict}{why}{dropped}"
 
@@ -110,6 +121,7 @@ class CollapseTrend:
             "window": self.window, "n_steps": self.n_steps, "n_dropped": self.n_dropped,
             "first_step": _f(self.first_step), "last_step": _f(self.last_step),
             "higher_is_diverse": self.higher_is_diverse, "alpha": self.alpha,
+            "ci_level": self.ci_level,
             "margin": self.margin, "method": self.method, "reason": self.reason,
         }
 
@@ -140,7 +152,9 @@ def _fit_group(Y: np.ndarray, t: np.ndarray, *, alpha: float) -> dict[str, np.nd
     m, n = Y.shape
     b, se, _e = _ols_hac(Y, t, _bandwidth(n))
     null = _null_abs_t(_design_key(t))
-    crit = float(np.quantile(null, 1.0 - alpha))
+    # intervals at the level each test decides at (alpha / 2, Bonferroni): an interval that
+    # excludes 0 and a verdict that finds no change must never be printed side by side
+    crit = float(np.quantile(null, 1.0 - alpha / 2))
     scale = np.maximum(np.abs(Y).max(axis=1), np.finfo(np.float64).tiny)
     constant = np.ptp(Y, axis=1) <= 1e-12 * scale
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -152,7 +166,7 @@ def _fit_group(Y: np.ndarray, t: np.ndarray, *, alpha: float) -> dict[str, np.nd
     # window test: late - early window mean against the late half's noise (fixed-b null by n)
     d, sed = _window_diff(Y)
     wnull = _null_window_abs_t(_null_len(n))
-    cd = float(np.quantile(wnull, 1.0 - alpha))
+    cd = float(np.quantile(wnull, 1.0 - alpha / 2))
     with np.errstate(divide="ignore", invalid="ignore"):
         wt = np.where(sed > 0, np.abs(d) / sed, np.where(d != 0, np.inf, 0.0))
         r1 = (d - cd * sed) / np.abs(early)
@@ -296,7 +310,8 @@ def collapse_trend(values: Sequence[float] | np.ndarray, *,
         values: the metric per step, shape ``(n_steps,)``; ``None``/NaN/inf are dropped.
         steps: the steps (strictly increasing), or ``None`` for ``0, 1, ...``; the slope is per
             step unit.
-        alpha: error rate; intervals are two-sided ``1 - alpha``.
+        alpha: family-wise error rate of the verdict; each of its two tests decides at
+            ``alpha / 2`` and the intervals are two-sided ``1 - alpha / 2`` to match.
         rng: a generator or seed, accepted for a signature uniform with :func:`pooled_trend`;
             single-series results are deterministic and do not depend on it.
         metric: the metric's name (used in the sentence, e.g. ``"norm"`` -> ``||D||``).
