@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from ._ingest import _STOP, _IngestWorker, _Item
+from ._single_agent import warn_single_agent
 from ._validate import _check_index, _check_step, _check_str, _repair_surrogates
 from .embeddings import Embedder, check_embedder, default_embedder
 from .metrics import StepAccumulator, StepMetrics
@@ -383,29 +384,7 @@ class CollapseMonitor(_IngestWorker):
     # ------------------------------------------------------------------ attribution
     def _check_single_agent(self, *, final: bool) -> None:
         """Warn once per run about the first complete step whose metric records have one agent."""
-        if self._warned_single_agent:
-            return
-        for s in sorted(self._step_agents):
-            if not (final or s < self._max_step):
-                break
-            agents = self._step_agents[s]
-            if len(agents) != 1:
-                continue
-            self._warned_single_agent = True
-            (only,) = agents
-            others = sorted(set().union(*self._step_agents.values()) - agents)
-            drift = (f" The run's other agents ({', '.join(map(repr, others[:5]))}) wrote at "
-                     "other steps: give one iteration's outputs the same step (metadata "
-                     "llmweb_step=...)." if others else "")
-            logger.warning(
-                "llmweb: step %d of run %r has records from one agent only (%r), so ||D|| is "
-                "undefined (NaN). If several agents answered, they were not told apart: set "
-                "metadata llmweb_agent=<name> in each agent's run config, or check attribution "
-                "(see README: Attribution).%s This is warned once per run.",
-                s, self.run_id, only, drift)
-            self.events.append({"kind": "single_agent_step", "run_id": self.run_id, "step": s,
-                                "agent": only})
-            return
+        warn_single_agent(self, final=final)
 
     # ------------------------------------------------------------------ alarms
     def _check_alarms(self, *, final: bool) -> None:
