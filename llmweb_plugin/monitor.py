@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from ._ingest import _STOP, _IngestWorker, _Item
+from ._summaries import run_history
 from ._single_agent import warn_single_agent
 from ._validate import _check_index, _check_step, _check_str, _repair_surrogates
 from .embeddings import Embedder, check_embedder, default_embedder
@@ -543,23 +544,15 @@ class CollapseMonitor(_IngestWorker):
             return self.run_id, self.history()
         _check_str("run_id", run_id)
         self.flush()
-        recs = self.store.records(run_id, kind=list(self.metric_kinds), with_vectors=True)
-        if not recs:
+        hist = run_history(self.store, run_id, self.metric_kinds)  # summaries, else records
+        if not hist:
             known = self.store.runs()
             shown = ", ".join(map(repr, known[:10])) + (" ..." if len(known) > 10 else "")
             raise ValueError(f"run_id {run_id!r} has no {'/'.join(self.metric_kinds)} records in "
                              f"collection {self.store.collection!r}; known runs: "
                              f"{shown or 'none'}. Pass one of them, or None for this monitor's "
                              f"run ({self.run_id!r}).")
-        by_step: dict[int, StepAccumulator] = {}
-        for r in recs:
-            if r.vector is None:
-                continue
-            acc = by_step.get(r.step)
-            if acc is None:
-                acc = by_step[r.step] = StepAccumulator(r.step)
-            acc.add(np.asarray(r.vector, dtype=np.float64)[None, :], [r.agent])
-        return run_id, [by_step[s].metrics() for s in sorted(by_step)]
+        return run_id, hist
 
     @staticmethod
     def _trend_metrics(hist: Sequence[StepMetrics]) -> list[str]:

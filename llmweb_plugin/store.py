@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from . import _summaries
 from ._local_folder import _check_local_folder, _unlisted_collections
 from ._record import _KIND_ORDER, KINDS, RESERVED_METADATA, WEB_KINDS, Record, _sort_key, point_id
 from .embeddings import Embedder, check_embedder, default_embedder
@@ -366,12 +367,15 @@ class WebStore:
         points = [models.PointStruct(id=rec.point_id, vector=vec.tolist(), payload=rec.payload())
                   for rec, vec in zip(recs, stored)]
         with self._lock:
-            self._check_open()
+            self._check_open()  # each run's summaries ride in the request of its records
+            extra, commit = _summaries.book(self).plan(recs, stored, [p.payload for p in points])
+            points += extra
             for start in range(0, len(points), _UPSERT_BATCH):
                 self.client.upsert(
                     self.collection, points=points[start : start + _UPSERT_BATCH], wait=True
                 )
-        return len(points)
+            commit()
+        return len(recs)
 
     def as_stored(self, vectors: np.ndarray) -> np.ndarray:
         """``vectors`` (shape ``(n, dim)``) as this collection keeps them, as float32.
@@ -435,6 +439,7 @@ class WebStore:
                 ),
                 wait=True,
             )
+            self.client.upsert(self.collection, points=_summaries.book(self).forget_run(run_id))
 
     # ------------------------------------------------------------------ reads
     @staticmethod
@@ -465,7 +470,8 @@ class WebStore:
         if before_step is not None:
             must.append(models.FieldCondition(key="metadata.step",
                                               range=models.Range(lt=int(before_step))))
-        return models.Filter(must=must) if must else None
+        out = [] if kind is not None else [_summaries.not_summary()]  # never a summary point
+        return models.Filter(must=must or None, must_not=out or None) if must or out else None
 
     def _scroll(self, flt: models.Filter | None, with_vectors: bool) -> Iterator[Any]:
         offset = None
@@ -582,7 +588,7 @@ class WebStore:
                 ]
             )
             must = list(flt.must) if flt is not None and isinstance(flt.must, list) else []
-            flt = models.Filter(must=[*must, not_other_posts])
+            flt = models.Filter(must=[*must, not_other_posts], must_not=flt and flt.must_not)
         with self._lock:
             self._check_open()
             res = self.client.query_points(

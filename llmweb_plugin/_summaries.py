@@ -1,0 +1,596 @@
+"""Per-(run, step, agent, kind) sufficient statistics kept beside the records (issue 13, item 1).
+
+Every :meth:`~llmweb_plugin.store.WebStore.upsert` also writes, *in the same Qdrant request as the
+records*, one summary point per (run, step, agent, kind) it touched, a manifest per run (the
+list of its summary keys) and one catalog point per collection (records per run, and how many
+summary points there are). They are points of the same collection with ``metadata.kind ==
+"summary"`` (zero vector, empty ``page_content``) and deterministic ids, so a re-written summary
+replaces the old one; every reader of records in llmweb filters that kind out.
+
+A key's statistics are those of the records *stored* under it, keyed by their point id:
+``n``, the set of record indices (as ranges), the sum and sum of squares of ``x - shift`` (``shift``
+a fixed reference row, for precision), the sum of unit vectors and the count of nonzero rows
+(mean cosine distance), counts of mitigation tags, context sizes and queries, token usage, first
+and last write time, and a deterministic bottom-k sample (the :data:`SAMPLE_K` records with the
+smallest hash of their point id: a uniform sample, unchanged by re-writes, and the bottom-k of a
+union is the bottom-k of the parts' bottom-k). A record written again under the same id (resume,
+``retry_failed``, a repeated index) replaces its old contribution: the old vector and payload are
+read back by id and subtracted. A record that failed to store is in no summary.
+
+Readers (:func:`load_run`) check the summaries against the records before trusting them: the
+catalog's counts against the collection's exact point count (``O(1)`` without a filter), else the
+run's own filtered count. A mismatch (a crash between two points of one request in local mode,
+two processes writing the same run on a server, records written by another tool or an older
+llmweb) returns ``None`` with the reason, and the caller reads the records as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from qdrant_client import models
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_KIND = "summary"
+#: metadata key holding a summary point's statistics
+STATS_KEY = "llmweb_summary"
+#: records kept per key in the bottom-k sample
+SAMPLE_K = 64
+#: metadata keys whose values are counted per key (the report's default mitigation keys)
+TAG_KEYS: tuple[str, ...] = ("mitigation",)
+_MAX_DISTINCT = 64  # distinct context sizes / queries kept per key before giving up on them
+_NS = uuid.UUID("5d0c7a44-1f0e-5b8e-9a1d-6c6c6d777375")
+_VERSION = 1
+_RETRIEVE_CHUNK = 1024
+
+
+def summary_id(run_id: str, step: int, agent: str, kind: str) -> str:
+    return str(uuid.uuid5(_NS, f"summary|{run_id}|{agent}|{int(step)}|{kind}"))
+
+
+def manifest_id(run_id: str) -> str:
+    return str(uuid.uuid5(_NS, f"manifest|{run_id}"))
+
+
+CATALOG_ID = str(uuid.uuid5(_NS, "catalog"))
+
+
+def point_hash(pid: str) -> int:
+    """A uniform 60-bit hash of a point id (uuid5 ids are themselves hashes)."""
+    return int(uuid.uuid5(_NS, str(pid)).hex[:15], 16)
+
+
+Key = tuple[str, int, str, str]  # run, step, agent, kind
+
+
+# ---------------------------------------------------------------------- one key's statistics
+def _num_key(v: Any) -> str | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return repr(int(v)) if float(v).is_integer() else repr(float(v))
+
+
+@dataclass
+class KeyStats:
+    """The statistics of the stored records of one (run, step, agent, kind)."""
+
+    n: int = 0
+    ranges: list[list[int]] = field(default_factory=list)
+    shift: np.ndarray | None = None
+    sum: np.ndarray | None = None
+    sumsq: float = 0.0
+    unit_sum: np.ndarray | None = None
+    n_unit: int = 0
+    n_zero: int = 0
+    sample: list[list[int]] = field(default_factory=list)  # [hash, index], sorted, <= SAMPLE_K
+    tags: dict[str, int] = field(default_factory=dict)
+    ctx: dict[str, int] = field(default_factory=dict)
+    queries: dict[str, int] = field(default_factory=dict)
+    queries_overflow: bool = False
+    ctx_overflow: bool = False
+    usage: dict[str, int] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    usage_exact: bool = True
+    created: list[str] = field(default_factory=list)  # [first, last]
+
+    # -- indices
+    def has(self, index: int) -> bool:
+        for a, b in self.ranges:
+            if a <= index < b:
+                return True
+        return False
+
+    def _add_index(self, index: int) -> None:
+        r = self.ranges
+        for i, (a, b) in enumerate(r):
+            if index == b:
+                r[i][1] = b + 1
+                if i + 1 < len(r) and r[i + 1][0] == b + 1:
+                    r[i][1] = r[i + 1][1]
+                    del r[i + 1]
+                return
+            if index == a - 1:
+                r[i][0] = index
+                return
+            if index < a:
+                r.insert(i, [index, index + 1])
+                return
+        r.append([index, index + 1])
+
+    def indices(self) -> Iterator[int]:
+        for a, b in self.ranges:
+            yield from range(a, b)
+
+    # -- contributions
+    def apply(self, vec: np.ndarray, meta: Mapping[str, Any], sign: int) -> None:
+        """Add (``sign=1``) or remove (``-1``) one record's vector and payload metadata."""
+        v = np.asarray(vec, dtype=np.float64)
+        if self.shift is None:
+            self.shift = v.copy()
+            self.sum = np.zeros_like(v)
+            self.unit_sum = np.zeros_like(v)
+        assert self.sum is not None and self.unit_sum is not None
+        dev = v - self.shift
+        self.n += sign
+        self.sum += sign * dev
+        self.sumsq += sign * float(dev @ dev)
+        mx = float(np.max(np.abs(v))) if v.size else 0.0
+        if mx > 0:
+            w = v / mx
+            self.unit_sum += sign * (w / np.linalg.norm(w))
+            self.n_unit += sign
+        else:
+            self.n_zero += sign
+        for key in TAG_KEYS:
+            val = meta.get(key)
+            if key in meta and val not in (None, "", False):
+                t = f"{key}={val}"
+                self.tags[t] = self.tags.get(t, 0) + sign
+                if self.tags[t] == 0:
+                    del self.tags[t]
+        self._count(self.ctx, _num_key(meta.get("context_size")), sign, "ctx_overflow")
+        if "query" in meta:
+            self._count(self.queries, str(meta["query"]), sign, "queries_overflow")
+        self._usage(meta, sign)
+        c = meta.get("created_at")
+        if sign > 0 and isinstance(c, str) and c:
+            self.created = [min(self.created[0], c), max(self.created[1], c)] if self.created \
+                else [c, c]
+
+    def _count(self, table: dict[str, int], key: str | None, sign: int, flag: str) -> None:
+        if key is None:
+            return
+        if key not in table and sign > 0 and len(table) >= _MAX_DISTINCT:
+            setattr(self, flag, True)
+            return
+        table[key] = table.get(key, 0) + sign
+        if table[key] <= 0:
+            del table[key]
+
+    def _usage(self, meta: Mapping[str, Any], sign: int) -> None:
+        """Token usage as ``report.build._stored_usage`` reads it: flat keys per record, else a
+        ``usage`` mapping counted once per ``lc_run_id``."""
+        def ok(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        flat = {name: meta[key] for key, name in (("usage_input_tokens", "input_tokens"),
+                                                   ("usage_output_tokens", "output_tokens"))
+                if ok(meta.get(key))}
+        nested = meta.get("usage")
+        add: dict[str, int] = {}
+        if flat:
+            add = {k: int(v) for k, v in flat.items()}
+        elif isinstance(nested, Mapping):
+            call = meta.get("lc_run_id")
+            if call is not None:
+                if sign < 0:  # a replaced call's usage cannot be taken back reliably
+                    self.usage_exact = False
+                    return
+                if str(call) in self.calls:
+                    return
+                self.calls.append(str(call))
+            add = {str(k): int(v) for k, v in nested.items() if ok(v)}
+        for k, v in add.items():
+            self.usage[k] = self.usage.get(k, 0) + sign * v
+
+    def sample_add(self, h: int, index: int) -> None:
+        s = self.sample
+        if any(e[0] == h for e in s):
+            return
+        if len(s) < SAMPLE_K or h < s[-1][0]:
+            s.append([h, index])
+            s.sort()
+            del s[SAMPLE_K:]
+
+    # -- persistence
+    def copy(self) -> KeyStats:
+        return KeyStats.from_payload(self.to_payload())
+
+    def to_payload(self) -> dict[str, Any]:
+        def arr(a: np.ndarray | None) -> list[float] | None:
+            return None if a is None else [float(x) for x in a]
+        return {
+            "version": _VERSION, "n": self.n, "ranges": [list(r) for r in self.ranges],
+            "shift": arr(self.shift), "sum": arr(self.sum), "sumsq": self.sumsq,
+            "unit_sum": arr(self.unit_sum), "n_unit": self.n_unit, "n_zero": self.n_zero,
+            "sample": [list(e) for e in self.sample], "tags": dict(self.tags),
+            "ctx": dict(self.ctx), "queries": dict(self.queries),
+            "queries_overflow": self.queries_overflow, "ctx_overflow": self.ctx_overflow,
+            "usage": dict(self.usage), "calls": list(self.calls),
+            "usage_exact": self.usage_exact, "created": list(self.created),
+        }
+
+    @classmethod
+    def from_payload(cls, p: Mapping[str, Any]) -> KeyStats:
+        def arr(a: Any) -> np.ndarray | None:
+            return None if a is None else np.asarray(a, dtype=np.float64)
+        return cls(
+            n=int(p["n"]), ranges=[[int(a), int(b)] for a, b in p["ranges"]],
+            shift=arr(p["shift"]), sum=arr(p["sum"]), sumsq=float(p["sumsq"]),
+            unit_sum=arr(p["unit_sum"]), n_unit=int(p["n_unit"]), n_zero=int(p["n_zero"]),
+            sample=[[int(h), int(i)] for h, i in p["sample"]], tags=dict(p["tags"]),
+            ctx=dict(p["ctx"]), queries=dict(p["queries"]),
+            queries_overflow=bool(p["queries_overflow"]), ctx_overflow=bool(p["ctx_overflow"]),
+            usage=dict(p["usage"]), calls=list(p["calls"]), usage_exact=bool(p["usage_exact"]),
+            created=list(p["created"]),
+        )
+
+
+def _meta_point(pid: str, dim: int, metadata: dict[str, Any]) -> models.PointStruct:
+    return models.PointStruct(id=pid, vector=[0.0] * dim,
+                              payload={"page_content": "", "metadata": metadata})
+
+
+# ---------------------------------------------------------------------- the writer
+class SummaryBook:
+    """The summaries one :class:`~llmweb_plugin.store.WebStore` keeps as it writes.
+
+    :meth:`plan` is called under the store's lock with the records about to be written; it
+    returns the summary points to write in the same request, and a function that makes the new
+    statistics current once the write succeeded (a failed write changes nothing).
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._keys: dict[Key, KeyStats] = {}
+        self._manifests: dict[str, list[list[Any]]] = {}
+        self._catalog: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _retrieve(self, ids: Sequence[str], *, vectors: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for start in range(0, len(ids), _RETRIEVE_CHUNK):
+            for p in self.store.client.retrieve(self.store.collection,
+                                                ids=list(ids[start:start + _RETRIEVE_CHUNK]),
+                                                with_payload=True, with_vectors=vectors):
+                out[str(p.id)] = p
+        return out
+
+    def _load(self, keys: Iterable[Key], runs: Iterable[str]) -> None:
+        need_k = [k for k in dict.fromkeys(keys) if k not in self._keys]
+        need_r = [r for r in dict.fromkeys(runs) if r not in self._manifests]
+        ids = [summary_id(r, s, a, k) for r, s, a, k in need_k] + \
+              [manifest_id(r) for r in need_r] + ([CATALOG_ID] if self._catalog is None else [])
+        got = self._retrieve(ids) if ids else {}
+        for key in need_k:
+            p = got.get(summary_id(*key))
+            meta = ((p.payload or {}).get("metadata") or {}) if p is not None else {}
+            self._keys[key] = (KeyStats.from_payload(meta[STATS_KEY]) if STATS_KEY in meta
+                               else KeyStats())
+        for r in need_r:
+            p = got.get(manifest_id(r))
+            meta = ((p.payload or {}).get("metadata") or {}) if p is not None else {}
+            self._manifests[r] = [list(k) for k in meta.get("llmweb_manifest", [])]
+        if self._catalog is None:
+            p = got.get(CATALOG_ID)
+            meta = ((p.payload or {}).get("metadata") or {}) if p is not None else {}
+            cat = meta.get("llmweb_catalog")
+            self._catalog = ({"runs": dict(cat["runs"]), "n_meta": int(cat["n_meta"])}
+                             if isinstance(cat, Mapping) else {"runs": {}, "n_meta": 0})
+
+    def plan(self, recs: Sequence[Any], stored: np.ndarray, payloads: Sequence[Mapping[str, Any]]
+             ) -> tuple[list[models.PointStruct], Callable[[], None]]:
+        """Summary points for writing ``recs`` (with their vectors and payloads as stored), and
+        the commit that makes them current once the write succeeded."""
+        if not recs:
+            return [], lambda: None
+        with self._lock:
+            keys = [(r.run_id, int(r.step), r.agent, r.kind) for r in recs]
+            self._load(keys, [k[0] for k in keys])
+            assert self._catalog is not None
+            new: dict[Key, KeyStats] = {}
+            # records already counted under their id are re-writes: read the old ones back
+            again = [r.point_id for r, k in zip(recs, keys) if self._keys[k].has(int(r.index))]
+            old = self._retrieve(again, vectors=True) if again else {}
+            batch: dict[str, tuple[np.ndarray, Mapping[str, Any]]] = {}
+            runs_delta: dict[str, int] = {}
+            for rec, key, vec, pay in zip(recs, keys, stored, payloads):
+                st = new.get(key)
+                if st is None:
+                    st = new[key] = self._keys[key].copy()
+                pid = rec.point_id
+                meta = pay["metadata"]
+                prev = batch.get(pid)
+                if prev is None and st.has(int(rec.index)):
+                    p = old.get(pid)
+                    if p is not None and p.vector is not None:
+                        v = p.vector.get("") if isinstance(p.vector, dict) else p.vector
+                        prev = (np.asarray(v, dtype=np.float32),
+                                dict((p.payload or {}).get("metadata") or {}))
+                    else:  # counted but gone (deleted by someone else): recount from scratch
+                        st.n += 1  # make the mismatch visible to readers rather than guess
+                if prev is not None:
+                    st.apply(prev[0], prev[1], -1)
+                else:
+                    st._add_index(int(rec.index))
+                    runs_delta[key[0]] = runs_delta.get(key[0], 0) + 1
+                st.apply(vec, meta, +1)
+                st.sample_add(point_hash(pid), int(rec.index))
+                batch[pid] = (np.asarray(vec, dtype=np.float32), meta)
+            dim = int(self.store.dim)
+            points = []
+            manifests: dict[str, list[list[Any]]] = {}
+            n_meta = 0
+            for key, st in new.items():
+                run, step, agent, kind = key
+                points.append(_meta_point(summary_id(*key), dim, {
+                    "run_id": run, "agent": agent, "step": step, "kind": SUMMARY_KIND,
+                    "index": 0, "of_kind": kind, STATS_KEY: st.to_payload()}))
+                man = manifests.get(run) or list(self._manifests[run])
+                if [step, agent, kind] not in man:
+                    man.append([step, agent, kind])
+                    manifests[run] = man
+                    n_meta += 1
+            for run, man in manifests.items():
+                if not self._manifests[run]:
+                    n_meta += 1
+                points.append(_meta_point(manifest_id(run), dim, {
+                    "run_id": run, "agent": "", "step": -1, "kind": SUMMARY_KIND, "index": 0,
+                    "llmweb_manifest": man}))
+            cat_runs = dict(self._catalog["runs"])
+            for run, d in runs_delta.items():
+                cat_runs[run] = int(cat_runs.get(run, 0)) + d
+            had_catalog = bool(self._catalog["runs"]) or self._catalog["n_meta"] > 0
+            catalog = {"runs": cat_runs,
+                       "n_meta": self._catalog["n_meta"] + n_meta + (0 if had_catalog else 1)}
+            points.append(_meta_point(CATALOG_ID, dim, {"kind": SUMMARY_KIND,
+                                                        "llmweb_catalog": catalog}))
+
+        def commit() -> None:
+            with self._lock:
+                self._keys.update(new)
+                self._manifests.update(manifests)
+                self._catalog = catalog
+
+        return points, commit
+
+    def forget_run(self, run_id: str) -> list[models.PointStruct]:
+        """After the run's points were deleted: drop its state; the catalog point to write."""
+        with self._lock:
+            self._load((), [run_id])
+            assert self._catalog is not None
+            man = self._manifests.pop(run_id, [])
+            for k in [k for k in self._keys if k[0] == run_id]:
+                del self._keys[k]
+            runs = dict(self._catalog["runs"])
+            runs.pop(run_id, None)
+            n_meta = self._catalog["n_meta"] - (len(man) + 1 if man else 0)
+            self._catalog = {"runs": runs, "n_meta": n_meta}
+            return [_meta_point(CATALOG_ID, int(self.store.dim),
+                                {"kind": SUMMARY_KIND, "llmweb_catalog": self._catalog})]
+
+
+def book(store: Any) -> SummaryBook:
+    """The store's :class:`SummaryBook` (made on first use)."""
+    b = store.__dict__.get("_summary_book")
+    if b is None:
+        b = store.__dict__.setdefault("_summary_book", SummaryBook(store))
+    return b
+
+
+def not_summary() -> models.FieldCondition:
+    """The condition that leaves summary points out (for ``must_not``)."""
+    return models.FieldCondition(key="metadata.kind", match=models.MatchValue(value=SUMMARY_KIND))
+
+
+# ---------------------------------------------------------------------- readers
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """A run's summaries, checked against its records.
+
+    Attributes:
+        run_id: the run.
+        keys: (step, agent, kind) -> statistics.
+        n_records: records the summaries cover (the run's exact record count).
+    """
+
+    run_id: str
+    keys: Mapping[tuple[int, str, str], KeyStats]
+    n_records: int
+
+    def of_kinds(self, kinds: Iterable[str]) -> dict[tuple[int, str, str], KeyStats]:
+        ks = set(kinds)
+        return {k: v for k, v in self.keys.items() if k[2] in ks and v.n > 0}
+
+
+def catalog(store: Any) -> dict[str, Any] | None:
+    """The collection's catalog, if it accounts for every point of the collection."""
+    with store._lock:
+        pts = store.client.retrieve(store.collection, ids=[CATALOG_ID], with_payload=True)
+        total = int(store.client.count(store.collection, exact=True).count)
+    if not pts:
+        return None
+    cat = ((pts[0].payload or {}).get("metadata") or {}).get("llmweb_catalog")
+    if not isinstance(cat, Mapping):
+        return None
+    runs = {str(k): int(v) for k, v in cat["runs"].items()}
+    return {"runs": runs, "n_meta": int(cat["n_meta"]),
+            "complete": total == sum(runs.values()) + int(cat["n_meta"])}
+
+
+def load_run(store: Any, run_id: str) -> tuple[RunSummary | None, str]:
+    """The run's checked summaries, or ``(None, reason)`` to read its records instead."""
+    with store._lock:
+        got = store.client.retrieve(store.collection, ids=[manifest_id(run_id)],
+                                    with_payload=True)
+    if not got:
+        return None, f"run {run_id!r} has no summaries (written by another tool or an older llmweb)"
+    man = ((got[0].payload or {}).get("metadata") or {}).get("llmweb_manifest") or []
+    keys = [(int(s), str(a), str(k)) for s, a, k in man]
+    ids = [summary_id(run_id, s, a, k) for s, a, k in keys]
+    pts: dict[str, Any] = {}
+    with store._lock:
+        for start in range(0, len(ids), _RETRIEVE_CHUNK):
+            for p in store.client.retrieve(store.collection, ids=ids[start:start + _RETRIEVE_CHUNK],
+                                           with_payload=True):
+                pts[str(p.id)] = p
+    stats: dict[tuple[int, str, str], KeyStats] = {}
+    for key, pid in zip(keys, ids):
+        meta = ((pts[pid].payload or {}).get("metadata") or {}) if pid in pts else {}
+        if STATS_KEY not in meta:
+            return None, f"run {run_id!r}: a summary point is missing ({key})"
+        stats[key] = KeyStats.from_payload(meta[STATS_KEY])
+    n = sum(v.n for v in stats.values())
+    cat = catalog(store)
+    if cat is not None and cat["complete"] and cat["runs"].get(run_id) == n:
+        return RunSummary(run_id=run_id, keys=stats, n_records=n), ""
+    actual = int(store.count(run_id))
+    if actual != n:
+        return None, (f"the summaries of run {run_id!r} count {n} records but the store holds "
+                      f"{actual} (an interrupted write, or another writer)")
+    return RunSummary(run_id=run_id, keys=stats, n_records=n), ""
+
+
+def warn_fallback(reason: str, what: str) -> None:
+    """Log why ``what`` reads every record (a warning when summaries exist but disagree)."""
+    level = logging.INFO if "no summaries" in reason else logging.WARNING
+    logger.log(level, "llmweb: %s reads every record: %s", what, reason)
+
+
+def progress(total: int, desc: str) -> Any:
+    """A tqdm bar when tqdm is installed, else an object that logs the start and the end."""
+    try:
+        from tqdm.auto import tqdm
+        return tqdm(total=total, desc=desc, unit="rec", leave=False)
+    except ImportError:  # pragma: no cover - tqdm comes with the [all] extra
+        class _Log:
+            def __init__(self) -> None:
+                logger.info("llmweb: %s: reading %d records", desc, total)
+
+            def update(self, k: int) -> None:
+                pass
+
+            def close(self) -> None:
+                logger.info("llmweb: %s: done", desc)
+        return _Log()
+
+
+# ---------------------------------------------------------------------- exact statistics
+def merge(parts: Sequence[KeyStats]) -> KeyStats:
+    """The statistics of the union of disjoint keys (for one agent over several kinds)."""
+    parts = [p for p in parts if p.n > 0 and p.shift is not None]
+    if len(parts) == 1:
+        return parts[0]
+    out = KeyStats()
+    for p in parts:
+        assert p.shift is not None and p.sum is not None and p.unit_sum is not None
+        if out.shift is None:
+            out.shift, out.sum, out.unit_sum = p.shift.copy(), p.sum.copy(), p.unit_sum.copy()
+            out.sumsq = p.sumsq
+        else:
+            assert out.sum is not None and out.unit_sum is not None
+            d = p.shift - out.shift  # rows relative to out.shift = (x - p.shift) + d
+            out.sumsq += p.sumsq + 2.0 * float(d @ p.sum) + p.n * float(d @ d)
+            out.sum += p.sum + p.n * d
+            out.unit_sum += p.unit_sum
+        out.n += p.n
+        out.n_unit += p.n_unit
+        out.n_zero += p.n_zero
+        out.sample = sorted(out.sample + p.sample)[:SAMPLE_K]
+    return out
+
+
+def step_accumulator(step: int, by_agent: Mapping[str, KeyStats]) -> Any:
+    """A :class:`~llmweb_plugin.metrics.StepAccumulator` holding the agents' sums."""
+    from .metrics import StepAccumulator
+
+    acc = StepAccumulator(step)
+    for agent in sorted(by_agent):
+        st = by_agent[agent]
+        if st.n <= 0 or st.shift is None:
+            continue
+        acc._count[agent] = st.n
+        acc._shift[agent] = st.shift.copy()
+        acc._sum[agent] = np.array(st.sum, dtype=np.float64)
+        acc._sumsq[agent] = float(st.sumsq)
+        acc._types[agent] = str
+        acc._unit_sum = (np.array(st.unit_sum) if acc._unit_sum is None
+                         else acc._unit_sum + st.unit_sum)
+        acc._n_unit += st.n_unit
+        acc._n_zero += st.n_zero
+    return acc
+
+
+def per_step(summary: RunSummary, kinds: Iterable[str]) -> dict[int, dict[str, KeyStats]]:
+    """step -> agent -> statistics over ``kinds``."""
+    grouped: dict[int, dict[str, list[KeyStats]]] = {}
+    for (s, a, _k), st in summary.of_kinds(kinds).items():
+        grouped.setdefault(s, {}).setdefault(a, []).append(st)
+    return {s: {a: merge(v) for a, v in ag.items()} for s, ag in sorted(grouped.items())}
+
+
+def stored_history(store: Any, run_id: str, kinds: Sequence[str]) -> list[Any] | None:
+    """The run's per-step :class:`~llmweb_plugin.metrics.StepMetrics` from its summaries (exact),
+    or ``None`` when it has none that agree with its records (logged)."""
+    summary, why = load_run(store, run_id)
+    if summary is None:
+        warn_fallback(why, f"the history of run {run_id!r}")
+        return None
+    return [step_accumulator(s, ag).metrics() for s, ag in per_step(summary, kinds).items()]
+
+
+def history_from_records(store: Any, run_id: str, kinds: Sequence[str]) -> list[Any]:
+    """The run's per-step metrics from every stored record, read in pages with a progress bar
+    (the path for runs without summaries; the numbers of llmweb before summaries)."""
+    from .metrics import StepAccumulator
+
+    flt = store._filter(run_id=run_id, kind=list(kinds))
+    bar = progress(store.count(run_id, kind=list(kinds)), f"reading run {run_id}")
+    rows: list[tuple[int, str, Any]] = []
+    try:
+        for p in store._scroll(flt, True):
+            meta = (p.payload or {}).get("metadata") or {}
+            v = p.vector.get("") if isinstance(p.vector, dict) else p.vector
+            if v is not None:
+                rows.append((int(meta.get("step", 0) or 0), str(meta.get("agent", "")), v))
+            bar.update(1)
+    finally:
+        bar.close()
+    if not rows:
+        return []
+    V = np.asarray([r[2] for r in rows], dtype=np.float32)
+    if str(getattr(store.distance, "value", store.distance)).lower() == "cosine":
+        V = store.as_stored(V)  # a folder from before unit vectors reads back normalised
+    by_step: dict[int, Any] = {}
+    order = sorted(range(len(rows)), key=lambda i: rows[i][0])
+    for i in order:
+        s, a, _v = rows[i]
+        acc = by_step.get(s)
+        if acc is None:
+            acc = by_step[s] = StepAccumulator(s)
+        acc.add(np.asarray(V[i], dtype=np.float64)[None, :], [a])
+    return [by_step[s].metrics() for s in sorted(by_step)]
+
+
+def run_history(store: Any, run_id: str, kinds: Sequence[str]) -> list[Any]:
+    """The run's per-step metrics: from its summaries when they agree with its records, else
+    from the records (logged, a warning when the summaries disagree)."""
+    hist = stored_history(store, run_id, kinds)
+    return hist if hist is not None else history_from_records(store, run_id, kinds)
