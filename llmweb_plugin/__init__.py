@@ -6,10 +6,13 @@ every output with its provenance in a shared Qdrant collection, tracks the paper
 ``||D(t)||_F`` over time, simulates the paper's interacting Gaussian-mixture proxy, and reports.
 
 ``import llmweb_plugin`` pulls in numpy and qdrant-client only; frameworks and models load where
-they are used.
+they are used. ``llmweb_plugin.reproduce`` (the published results, reproduced) loads on first use;
+the package is callable: ``lw.reproduce("lwd-fig4")`` is ``lw.reproduce.reproduce("lwd-fig4")``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from ._version import __version__
 from .embeddings import Embedder, SentenceTransformerEmbedder, default_embedder
@@ -97,6 +100,7 @@ __all__ = [
     "new_run_id",
     "normalized_collapse_norm",
     "pooled_trend",
+    "reproduce",
     "shared_ngrams",
     "spread",
     "step_metrics",
@@ -104,3 +108,12 @@ __all__ = [
     "vendi_score",
     "window_means",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``lw.reproduce``: the subpackage, imported on first use (it is callable)."""
+    if name == "reproduce":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.reproduce")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
