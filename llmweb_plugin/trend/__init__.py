@@ -71,9 +71,9 @@ linear decline 1.0 -> 0.5 plus iid noise sd 0.1: 100% (target >= 90%); plus AR(1
 (``phi = 0.5``) sd 0.1: 99.3%, sd 0.2: 70%; 1.0 for 3 steps then 0.3 plus AR(1) noise sd 0.1:
 83% (slope test alone 1%); single replicates of the GMM Fig. 4 preset (a fall from ~1.5 to
 ~0.1 in 1-5 steps, then a noisy floor): 100% at 31 and at 201 steps (slope test alone 4% and
-0%). Coverage of ``relative_change_ci`` (nominal 95%): 95-98% on iid noise and around declines
-with iid noise, 92% around declines with AR(1) ``phi = 0.5``, 87% on AR(1) ``phi = 0.5`` noise,
-78% with ``phi = 0.7``.
+0%). Coverage of ``relative_change_ci`` (nominal 97.5%): 98% on iid noise, 99% around
+declines with iid noise, 95% around declines with AR(1) ``phi = 0.5``, 92% on AR(1)
+``phi = 0.5`` noise, 85% with ``phi = 0.7``.
 
 Limitations: the window test assumes the noise is as large early as late; a series whose mean
 holds while its noise shrinks tenfold is called "collapsing" (or "diverging") in ~9% each
