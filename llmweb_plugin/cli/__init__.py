@@ -18,6 +18,7 @@ _SUBCOMMAND_MODULES = (
     "llmweb_plugin.cli.gmm",
     "llmweb_plugin.cli.report",
     "llmweb_plugin.cli.experiment",
+    "llmweb_plugin.cli.reproduce",
 )
 
 
