@@ -42,7 +42,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,9 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
+from . import _edge
 from . import _summaries
+from ._copy import CopyResult, copy_points
 from ._local_folder import _check_local_folder, _unlisted_collections
 from ._record import _KIND_ORDER, KINDS, RESERVED_METADATA, WEB_KINDS, Record, _sort_key, point_id
 from .embeddings import Embedder, check_embedder, default_embedder
@@ -144,6 +146,9 @@ class WebStore:
             cosine, or the existing collection's when its size is read from it. A cosine
             collection stores (and the metrics measure) unit vectors, see :meth:`as_stored`;
             the others store the vectors as given.
+        backend: for a folder, ``"local"`` (qdrant-client's local mode, what langchain-qdrant
+            and LlamaIndex open) or ``"edge"`` (Qdrant's engine in-process, for large runs: see
+            :mod:`llmweb_plugin._edge`); default: the folder's own, ``"local"`` for a new one.
         **client_kwargs: passed to ``QdrantClient`` (e.g. ``timeout``, ``prefer_grpc``).
 
     Raises:
@@ -175,6 +180,7 @@ class WebStore:
         embedder: Embedder | None | str = "default",
         dim: int | None = None,
         distance: str | models.Distance | None = None,
+        backend: str | None = None,
         **client_kwargs: Any,
     ) -> None:
         given = sum(x is not None for x in (location, url, client))
@@ -204,9 +210,14 @@ class WebStore:
         self._lock = threading.RLock()
         self._closed = False
         self._folder: Path | None = None
+        edge = _edge.wants_edge(location, backend, remote=location is None and given > 0)
         if client is not None:
             self.client = client
             self._where = "the given Qdrant client"
+        elif edge:  # Qdrant's Rust engine in-process (qdrant-edge), same API and layout
+            self._folder = Path(os.fspath(location))  # type: ignore[arg-type]
+            self._where = f"edge folder {os.fspath(self._folder)!r}"
+            self.client = _edge.EdgeClient(self._folder, locked=StoreLockedError)  # type: ignore
         elif url is not None:
             self.client = QdrantClient(url=url, api_key=api_key, **client_kwargs)
             self._where = f"the Qdrant server {url!r}"
@@ -236,6 +247,7 @@ class WebStore:
                     raise
         opts = getattr(self.client, "init_options", {}) or {}
         self.is_local = opts.get("location") == ":memory:" or opts.get("path") is not None
+        self.backend = _edge.backend_name(self.client, url=url)  # "local", "edge" or "server"
         self._page = _LOCAL_SCROLL_PAGE if self.is_local else _SCROLL_PAGE
         try:
             if read_dim:
@@ -440,6 +452,16 @@ class WebStore:
                 wait=True,
             )
             self.client.upsert(self.collection, points=_summaries.book(self).forget_run(run_id))
+
+    def copy_to(self, other: WebStore, *, run_id: str | None = None, batch: int = 1024,
+                progress: Callable[[int], Any] | None = None) -> CopyResult:
+        """Copy ``run_id``'s records (default: all) into ``other``'s collection.
+
+        Ids, vectors, texts and metadata are kept, between any two backends (local, edge,
+        server); copying again gives no duplicates. ``progress`` gets the records copied so far
+        after each batch. See :mod:`llmweb_plugin._copy` for what is checked.
+        """
+        return copy_points(self, other, run_id=run_id, batch=batch, progress=progress)
 
     # ------------------------------------------------------------------ reads
     @staticmethod

@@ -1,7 +1,7 @@
 """The ``llmweb`` command line: the one place that composes core and adapters, lazily.
 
 Each subcommand lives in its own module (``run``, ``gmm``, ``experiment``; ``report`` holds both
-``report`` and ``runs``), each with ``add_parser(subparsers)``; they
+``report`` and ``runs``; ``store`` its ``copy`` action), each with ``add_parser(subparsers)``; they
 share one argument vocabulary (:mod:`._options`) and import heavy dependencies only when run.
 """
 
@@ -18,6 +18,7 @@ _SUBCOMMAND_MODULES = (
     "llmweb_plugin.cli.gmm",
     "llmweb_plugin.cli.report",
     "llmweb_plugin.cli.experiment",
+    "llmweb_plugin.cli.store",
     "llmweb_plugin.cli.reproduce",
 )
 
