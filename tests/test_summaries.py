@@ -179,3 +179,58 @@ def test_foreign_points_make_the_catalog_incomplete_but_runs_still_check(store):
     assert not S.catalog(store)["complete"]
     summ, why = S.load_run(store, "r")
     assert why == "" and summ.n_records == 18
+
+
+def _report_pair(store, run_id):
+    from llmweb_plugin.report import DiversityReport
+    from llmweb_plugin.report.build import build_run
+
+    new = DiversityReport.from_store(store, run_id=run_id).runs[0]
+    old = build_run(store, run_id, metric_kinds=("response",), given_settings={}, n_examples=2,
+                    mitigation_keys=("mitigation",), max_mds_points=2000)
+    return new, old
+
+
+_EXACT = ("n_agents", "n_records", "norm", "normalized_norm", "total_spread", "within_spread",
+          "between_spread", "mean_cosine_distance", "web_size", "synthetic_fraction",
+          "records_by_kind", "context_size", "mitigation")
+
+
+def test_report_from_summaries_is_exact_where_sums_allow_and_labels_the_sample(store):
+    store.add_seeds(["seed one", "seed two"], run_id="r")
+    with lw.CollapseMonitor(store, run_id="r", alarm_fraction=None) as mon:
+        for s in range(1, 4):
+            for a in "abc":
+                for i in range(30):
+                    mon.record(f"{a} {s} {i % 7} word", agent=a, step=s,
+                               metadata={"context_size": 3 + s,
+                                         "mitigation": "dedup" if i % 5 == 0 else ""})
+                mon.record(f"post {a} {s}", agent=a, step=s, kind="post")
+    new, old = _report_pair(store, "r")
+    assert new.settings["inferred"]["read_from"].startswith("summaries")
+    for a, b in zip(new.per_step, old.per_step, strict=True):
+        for k in _EXACT:
+            if isinstance(a[k], float):
+                assert a[k] == pytest.approx(b[k], abs=1e-9), k
+            else:
+                assert a[k] == b[k], k
+        for ag, row in a["per_agent"].items():  # 30 per agent: the agent sample is everything
+            for k, v in row.items():
+                assert v == pytest.approx(b["per_agent"][ag][k], abs=1e-9), (ag, k)
+        assert a["sampled"] == "64 of 90" and "sampled" not in b
+    assert (new.counts, new.examples, new.usage, new.mitigations) == (
+        old.counts, old.examples, old.usage, old.mitigations)
+    assert any(w.startswith("sampled:") and "64 of 90" in w for w in new.warnings)
+    assert new.mds["sampled"] == {"1": "64 of 90", "3": "64 of 90"}
+
+
+def test_small_report_from_summaries_equals_the_full_read(store):
+    with lw.CollapseMonitor(store, run_id="r", alarm_fraction=None) as mon:
+        _fill(mon, n=4)
+    new, old = _report_pair(store, "r")
+    for a, b in zip(new.per_step, old.per_step, strict=True):
+        for k in (*_EXACT, "vendi_score", "distinct_1", "distinct_2"):
+            assert a[k] == (pytest.approx(b[k], abs=1e-9) if isinstance(b[k], float) else b[k])
+        assert "sampled" not in a
+    assert not any("sampled" in w for w in new.warnings)
+    assert new.verdict == old.verdict

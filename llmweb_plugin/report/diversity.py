@@ -53,6 +53,7 @@ from .._version import __version__
 from ..store import KINDS, WebStore
 from .build import build_run
 from .data import ReportData, RunReport, jsonable
+from .summarised import build_run_summarised
 from .verdict import report_verdict
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -160,13 +161,12 @@ class DiversityReport:
             raise ValueError(f"metric_kinds must be some of {KINDS}; got {kinds}")
         if n_examples < 0:
             raise ValueError(f"n_examples must be >= 0; got {n_examples}")
-        runs = [
-            build_run(store, rid, metric_kinds=kinds,
-                       given_settings={**(settings or {}), **((run_settings or {}).get(rid, {}))},
-                       n_examples=n_examples, mitigation_keys=tuple(mitigation_keys),
-                       max_mds_points=max_mds_points)
-            for rid in ids
-        ]
+        runs = []
+        for rid in ids:  # from the run's summaries when it has them, else from every record
+            kw = dict(metric_kinds=kinds, n_examples=n_examples, max_mds_points=max_mds_points,
+                      given_settings={**(settings or {}), **((run_settings or {}).get(rid, {}))},
+                      mitigation_keys=tuple(mitigation_keys))
+            runs.append(build_run_summarised(store, rid, **kw) or build_run(store, rid, **kw))
         return cls(runs, groups=groups, title=title)
 
     @classmethod
