@@ -12,6 +12,13 @@ Folder layout (detected on reopening; qdrant-client's local mode has ``meta.json
     <folder>/llmweb-edge.json             {"backend": "edge", "format": 1, "collections": {...}}
     <folder>/collections/<collection>/    one qdrant-edge shard per collection
 
+**Packed bookkeeping.** The engine converts a Python payload value by value (about 4 us per
+number on two cores), so a summary point's per-step vector sums would cost milliseconds each.
+Lists of 64 or more floats inside llmweb's own metadata keys (``metadata.llmweb_*``: summaries,
+manifests, settings) are therefore kept as one tagged base64 string of float64 and unpacked on
+every read through this client: exact, and invisible above it. Filters cannot reach into them
+(nothing filters there); user metadata is never packed.
+
 A shard is single-process: a second open fails on its write-ahead log's lock, reported as the
 store's ``StoreLockedError``. Payload indexes on ``metadata.run_id`` (tenant), ``metadata.agent``,
 ``metadata.kind`` and ``metadata.step`` are created with each collection. No HNSW index is built
@@ -21,8 +28,10 @@ builds one when wanted.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import struct
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -183,6 +192,53 @@ def _vector(vec: Any) -> Any:
     return vec.tolist() if hasattr(vec, "tolist") else list(vec)
 
 
+_PACK_TAG = "llmweb-f64:"
+_PACK_MIN = 64
+
+
+def _pack(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _pack(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if len(value) >= _PACK_MIN and all(type(x) is float for x in value):
+            return _PACK_TAG + base64.b64encode(struct.pack(f"<{len(value)}d", *value)).decode()
+        return [_pack(v) for v in value]
+    return value
+
+
+def _unpack(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_PACK_TAG):
+        raw = base64.b64decode(value[len(_PACK_TAG):])
+        return list(struct.unpack(f"<{len(raw) // 8}d", raw))
+    if isinstance(value, dict):
+        return {k: _unpack(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unpack(v) for v in value]
+    return value
+
+
+def _own_keys(meta: Any) -> list[str]:
+    return [k for k in meta if k.startswith("llmweb_")] if isinstance(meta, dict) else []
+
+
+def _packed(payload: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``payload`` with the float lists of its ``metadata.llmweb_*`` values packed."""
+    meta = (payload or {}).get("metadata")
+    own = _own_keys(meta)
+    if not own:
+        return payload
+    return {**payload, "metadata": {**meta, **{k: _pack(meta[k]) for k in own}}}  # type: ignore
+
+
+def _unpacked(payload: dict[str, Any] | None) -> dict[str, Any] | None:
+    meta = (payload or {}).get("metadata")
+    own = _own_keys(meta)
+    if not own:
+        return payload
+    meta.update({k: _unpack(meta[k]) for k in own})  # a fresh dict from the engine
+    return payload
+
+
 class _Point:
     """A point read back: the attributes of qdrant-client's ``Record``/``ScoredPoint``."""
 
@@ -191,7 +247,7 @@ class _Point:
     def __init__(self, raw: Any, *, score: float | None = None) -> None:
         pid = raw.id
         self.id = pid if isinstance(pid, int) else str(pid)
-        self.payload = raw.payload
+        self.payload = _unpacked(raw.payload)
         self.vector = raw.vector
         self.score = score
         self.version = 0
@@ -373,7 +429,7 @@ class EdgeClient:
         qe = self._qe
         shard = self._shard(collection_name)
         shard.update(qe.UpdateOperation.upsert_points(
-            [qe.Point(p.id, _vector(p.vector), p.payload) for p in points]))
+            [qe.Point(p.id, _vector(p.vector), _packed(p.payload)) for p in points]))
 
     def upsert_arrays(self, collection_name: str, ids: Sequence[str], vectors: Any,
                       payloads: Sequence[dict[str, Any]]) -> None:
@@ -381,7 +437,7 @@ class EdgeClient:
         qe = self._qe
         rows = vectors.tolist()
         self._shard(collection_name).update(qe.UpdateOperation.upsert_points(
-            [qe.Point(i, v, p) for i, v, p in zip(ids, rows, payloads)]))
+            [qe.Point(i, v, _packed(p)) for i, v, p in zip(ids, rows, payloads)]))
 
     def delete(self, collection_name: str, points_selector: Any, wait: bool = True,
                **_: Any) -> None:
@@ -399,6 +455,8 @@ class EdgeClient:
                     key: str | None = None, wait: bool = True, **_: Any) -> None:
         qe = self._qe
         shard = self._shard(collection_name)
+        if key == "metadata":
+            payload = {k: _pack(v) if k.startswith("llmweb_") else v for k, v in payload.items()}
         if isinstance(points, models.FilterSelector):
             op = qe.UpdateOperation.set_payload_by_filter(_filter(points.filter), payload, key)
         elif isinstance(points, models.PointIdsList):

@@ -301,3 +301,24 @@ def test_cli_store_copy_moves_a_run_and_refuses_bad_arguments_first(tmp_path, em
                  "--run", "r2"]) == 0
     with lw.WebStore(tmp_path / "e2", embedder=None) as e2:
         assert e2.backend == "edge" and e2.count() == 1
+
+
+def test_llmweb_float_lists_are_packed_in_the_engine_and_read_back_exactly(tmp_path):
+    """The edge engine converts payload numbers one by one (summaries' vector sums cost ms):
+    long float lists under metadata.llmweb_* are stored packed and read back bit for bit; user
+    metadata is stored as given (so filters reach it)."""
+    sums = (np.random.default_rng(0).normal(size=100) * 1e3).tolist()
+    meta = {"llmweb_stats": {"sum": sums, "n": 3, "short": [0.5, 1.5]}, "user": sums}
+    got = {}
+    for be in BACKENDS:
+        with lw.WebStore(tmp_path / be, embedder=None, dim=4, backend=be) as s:
+            s.upsert([Record(text="x", run_id="r", agent="a", step=1, metadata=meta,
+                             vector=np.ones(4))])
+            got[be] = s.records("r")[0].metadata
+            if be == "edge":
+                raw, _ = s.client._shards[s.collection].scroll(
+                    __import__("qdrant_edge").ScrollRequest(limit=5, with_payload=True))
+                stored = raw[0].payload["metadata"]
+                assert stored["llmweb_stats"]["sum"].startswith("llmweb-f64:")
+                assert stored["llmweb_stats"]["short"] == [0.5, 1.5] and stored["user"] == sums
+    assert got["edge"] == got["local"] == meta
