@@ -31,6 +31,9 @@ from .embeddings import Embedder
 from .metrics import StepAccumulator
 from .store import Record, WebStore
 
+if TYPE_CHECKING:
+    from .exporters import ExporterHub
+
 # the monitor's own log, which users filter on (the worker is part of the monitor)
 logger = logging.getLogger("llmweb_plugin.monitor")
 
@@ -123,6 +126,7 @@ class _IngestWorker:
     _kind_counts: dict[int, dict[str, int]]
     _step_agents: dict[int, set[str]]
     _max_step: float
+    _exporters: ExporterHub
 
     if TYPE_CHECKING:  # provided by CollapseMonitor
         def _check_single_agent(self, *, final: bool) -> None: ...
@@ -195,6 +199,7 @@ class _IngestWorker:
                         self._check_alarms(final=False)
                 except BaseException as exc:  # noqa: BLE001 - e.g. SystemExit from on_alarm
                     self.count_handler_error("alarm check", exc)
+            self._exporters.sync(final=False)  # never raises
             for _ in batch:
                 self._queue.task_done()
 
@@ -212,6 +217,7 @@ class _IngestWorker:
             self._note_error(msg if len(failed) > 1 else f"{failed[0].describe()}")
         logger.error("llmweb: %s failed for %d record(s) of run %s (%s): %r", where, len(batch),
                      self.run_id, failed[0].describe() if len(failed) == 1 else "the batch", exc)
+        self._exporters.failed(failed)
 
     def _embed_call(self, batch: list[_Item]) -> np.ndarray:
         vecs = np.asarray(self.embedder.embed([it.text for it in batch]), dtype=np.float32)
@@ -269,6 +275,8 @@ class _IngestWorker:
                         self._step_agents[it.step].add(it.agent)
                         self._max_step = max(self._max_step, it.step)
             advanced = self._max_step > prev_max
+        stored = [i for pos, _ in done for i in pos]
+        self._exporters.stored([batch[i] for i in stored], vecs[stored])
         for pos, exc in bad:
             self._fail([batch[i] for i in pos], "store", exc)
         return advanced

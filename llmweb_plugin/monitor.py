@@ -71,6 +71,7 @@ from ._summaries import run_history
 from ._single_agent import warn_single_agent
 from ._validate import _check_index, _check_step, _check_str, _repair_surrogates
 from .embeddings import Embedder, check_embedder, default_embedder
+from .exporters import ExporterHub
 from .metrics import StepAccumulator, StepMetrics
 from .store import KINDS, RESERVED_METADATA, WEB_KINDS, Record, WebStore
 from .trend import CollapseTrend, CollapseVerdict, collapse_trend, collapse_verdict
@@ -112,6 +113,7 @@ class MonitorStats:
         repaired: values kept after :meth:`CollapseMonitor.repair_text` replaced their lone
             surrogates with U+FFFD, per argument (e.g. ``{"text": 1}``); they are also received
             and stored as usual.
+        exporter_errors: failures of the monitor's exporters (caught, never raised).
     """
 
     received: int = 0
@@ -124,6 +126,7 @@ class MonitorStats:
     errors: tuple[str, ...] = ()
     handler_errors: int = 0
     repaired: Mapping[str, int] = field(default_factory=dict)
+    exporter_errors: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,6 +155,8 @@ class CollapseMonitor(_IngestWorker):
         baseline_steps: how many first steps (with a defined norm) form the baseline.
         on_alarm: called with each :class:`AlarmEvent`; its exceptions are counted, not raised.
         linger: seconds the worker waits to fill a batch once it has one record.
+        exporters: objects told of step metrics, alarms, verdicts, records and close
+            (:mod:`llmweb_plugin.exporters`); their errors are counted, never raised.
     """
 
     def __init__(
@@ -166,6 +171,7 @@ class CollapseMonitor(_IngestWorker):
         baseline_steps: int = 3,
         on_alarm: Callable[[AlarmEvent], Any] | None = None,
         linger: float = 0.002,
+        exporters: Sequence[Any] = (),
     ) -> None:
         if not isinstance(store, WebStore):
             raise TypeError(f"store must be a WebStore; got {type(store).__name__}")
@@ -204,6 +210,7 @@ class CollapseMonitor(_IngestWorker):
         self.baseline_steps = int(baseline_steps)
         self.on_alarm = on_alarm
         self.linger = float(linger)
+        self._exporters = ExporterHub(self, exporters)
 
         self._lock = threading.RLock()  # counters, accumulators, index counters
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -251,6 +258,7 @@ class CollapseMonitor(_IngestWorker):
 
     def _count_skip_locked(self, reason: str, agent: str | None) -> None:
         self._skip_reasons[reason] += 1
+        self._exporters.skipped(reason, agent)
         first = (reason, agent) not in self._skip_logged
         self._skip_logged.add((reason, agent))
         logger.log(logging.WARNING if first else logging.DEBUG,
@@ -360,6 +368,7 @@ class CollapseMonitor(_IngestWorker):
             for k, v in tokens.items():
                 if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
                     self._usage[agent][k] += int(v)
+        self._exporters.usage(agent, tokens)
 
     def annotate(self, step: int, **values: Any) -> None:
         """Attach extra numbers to a step's history record (e.g. ``injected=3``)."""
@@ -433,6 +442,7 @@ class CollapseMonitor(_IngestWorker):
                 skipped=skipped, skip_reasons=dict(self._skip_reasons), failed=self._failed,
                 pending=max(pending, 0), errors=tuple(self._errors),
                 handler_errors=self._handler_errors, repaired=dict(self._repaired),
+                exporter_errors=self._exporters.errors,
             )
 
     @property
@@ -468,6 +478,7 @@ class CollapseMonitor(_IngestWorker):
             self._check_single_agent(final=step_complete)
             self._check_alarms(final=step_complete)
             unreported, self._unreported = self._unreported, []
+        self._exporters.sync(final=step_complete)
         stats = self.stats
         if unreported:
             named = "; ".join(it.describe() for it in unreported[:_MAX_NAMED_FAILURES])
@@ -655,6 +666,7 @@ class CollapseMonitor(_IngestWorker):
             self._worker.join(timeout=30)
         if self._store_worker is not None:
             self._store_worker.join(timeout=30)
+        self._exporters.close(stats)
         return stats
 
     def __enter__(self) -> CollapseMonitor:
