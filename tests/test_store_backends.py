@@ -316,8 +316,8 @@ def test_llmweb_float_lists_are_packed_in_the_engine_and_read_back_exactly(tmp_p
                              vector=np.ones(4))])
             got[be] = s.records("r")[0].metadata
             if be == "edge":
-                raw, _ = s.client._shards[s.collection].scroll(
-                    __import__("qdrant_edge").ScrollRequest(limit=5, with_payload=True))
+                raw = s.client._shards[s.collection].retrieve(
+                    [point_id("r", "a", 1, "response", 0)], True, False)
                 stored = raw[0].payload["metadata"]
                 assert stored["llmweb_stats"]["sum"].startswith("llmweb-f64:")
                 assert stored["llmweb_stats"]["short"] == [0.5, 1.5] and stored["user"] == sums
