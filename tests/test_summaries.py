@@ -234,3 +234,25 @@ def test_small_report_from_summaries_equals_the_full_read(store):
         assert "sampled" not in a
     assert not any("sampled" in w for w in new.warnings)
     assert new.verdict == old.verdict
+
+
+def test_llmweb_runs_from_summaries_equals_the_full_read(store):
+    from llmweb_plugin.cli import report as cli_report
+
+    store.add_seeds(["seed"], run_id="s")
+    for rid in ("r1", "r2"):
+        with lw.CollapseMonitor(store, run_id=rid, alarm_fraction=None) as mon:
+            _fill(mon, n=3)
+    fast = cli_report._runs_from_summaries(store)
+    assert fast is not None and [r["run_id"] for r in fast] == ["r1", "r2", "s"]
+    from qdrant_client import models
+    store.client.upsert(store.collection, points=[models.PointStruct(  # a foreign point
+        id="00000000-0000-0000-0000-000000000003", vector=[1.0] + [0.0] * 15,
+        payload={"page_content": "x", "metadata": {"run_id": "ext", "kind": "external",
+                                                   "agent": "x", "step": 0}})])
+    assert cli_report._runs_from_summaries(store) is None
+    slow = cli_report.list_runs(store)  # the full read, as before summaries
+    assert [r for r in slow if r["run_id"] != "ext"] == [
+        {**r, "first_norm": pytest.approx(r["first_norm"], abs=1e-12),
+         "last_norm": pytest.approx(r["last_norm"], abs=1e-12)} if r["first_norm"] else r
+        for r in fast]

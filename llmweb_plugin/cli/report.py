@@ -234,6 +234,9 @@ def list_runs(store: WebStore) -> list[dict[str, Any]]:
 
     from ..metrics import step_metrics
 
+    fast = _runs_from_summaries(store)  # O(runs x steps x agents) when they account for all
+    if fast is not None:
+        return fast
     recs = store.records()  # payloads only: one scroll over the collection
     by_run: dict[str, list[Any]] = defaultdict(list)
     for r in recs:
@@ -256,6 +259,37 @@ def list_runs(store: WebStore) -> list[dict[str, Any]]:
             V = np.stack([np.asarray(v.vector, dtype=np.float64) for v in vs])
             m = step_metrics(s, V, [v.agent for v in vs])
             row[key] = m.norm if math.isfinite(m.norm) else None
+        out.append(row)
+    return out
+
+
+def _runs_from_summaries(store: WebStore) -> list[dict[str, Any]] | None:
+    """:func:`list_runs` from the runs' summaries, or ``None`` when they do not account for every
+    point of the collection (then every record is read, as before)."""
+    from .. import _summaries as S
+
+    cat = S.catalog(store)
+    if cat is None or not cat["complete"]:
+        S.warn_fallback("no summaries account for every point of the collection", "llmweb runs")
+        return None
+    out = []
+    for rid in sorted(r for r, n in cat["runs"].items() if n > 0):
+        summ, why = S.load_run(store, rid)
+        if summ is None:
+            S.warn_fallback(why, "llmweb runs")
+            return None
+        resp = S.per_step(summ, ["response"])
+        steps = sorted(resp)
+        row: dict[str, Any] = {
+            "run_id": rid, "agents": sorted({a for ag in resp.values() for a in ag}),
+            "steps": len(steps), "first_step": steps[0] if steps else None,
+            "last_step": steps[-1] if steps else None, "records": summ.n_records,
+            "responses": sum(st.n for ag in resp.values() for st in ag.values()),
+            "first_norm": None, "last_norm": None}
+        for key, s in (("first_norm", row["first_step"]), ("last_norm", row["last_step"])):
+            if s is not None:
+                norm = S.step_accumulator(s, resp[s]).metrics().norm
+                row[key] = norm if math.isfinite(norm) else None
         out.append(row)
     return out
 
