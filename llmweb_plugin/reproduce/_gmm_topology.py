@@ -109,7 +109,7 @@ def simulate_topology(web: InteractingGMMWeb, adj: np.ndarray | Sequence[np.ndar
                          "leave them None")
     n, R, T, L, B = prep.n, prep.R, prep.T, prep.L, prep.B
     A = np.asarray(adj, dtype=bool)
-    if A.ndim == 2:
+    if A.shape == (n, n):
         A = np.broadcast_to(A, (R, n, n))
     if A.shape != (R, n, n):
         raise ValueError(f"adj must have shape (n, n) = ({n}, {n}) or (R, n, n) = ({R}, {n}, "

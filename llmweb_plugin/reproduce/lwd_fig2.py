@@ -126,12 +126,12 @@ def run(*, replicates: int | None, quick: bool, rng: np.random.Generator,
         from ..testing import SeededEmbedder
 
         embedder = SeededEmbedder()
+    factory = agent_factory(st["agents"], n_agents=st["n_agents"], specs=st["agent_specs"],
+                            max_new_tokens=st["max_new_tokens"])  # refuses bad specs first
     if st["agents"] != "fake":
         import torch
 
         torch.set_num_threads(st["threads"])
-    factory = agent_factory(st["agents"], n_agents=st["n_agents"], specs=st["agent_specs"],
-                            max_new_tokens=st["max_new_tokens"])
     seeds = [st["seed"] + i for i in range(st["replicates"])]
     runs = run_replicates(factory, seeds=seeds, n_steps=st["n_steps"],
                           responses=st["responses_per_step"], beta=st["beta"],
