@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._intake import _Intake, _IntakeQueue
 from .embeddings import Embedder
 from .metrics import StepAccumulator
 from .store import Record, WebStore
@@ -81,7 +82,7 @@ def _bisect(items: list[Any], attempt: Callable[[list[Any]], Any], *,
                 rest = sub + [it for s in reversed(stack) for it in s]
                 stack.clear()
                 failed.append((rest, exc))
-            elif len(sub) == 1:
+            elif len(sub) == 1 or getattr(exc, "transient", False):  # server down: no split
                 failed.append((sub, exc))
             else:
                 mid = len(sub) // 2
@@ -98,7 +99,7 @@ def _budget(n: int) -> int:
     return 2 * max(n, 1).bit_length() + 2
 
 
-class _IngestWorker:
+class _IngestWorker(_Intake):
     """The background pipeline, a base class of ``CollapseMonitor``.
 
     It holds no state of its own: ``CollapseMonitor.__init__`` sets every attribute listed below,
@@ -113,7 +114,7 @@ class _IngestWorker:
     linger: float
     failed_items: list[_Item]
     _lock: threading.RLock
-    _queue: queue.Queue[Any]
+    _queue: _IntakeQueue
     _worker: threading.Thread | None
     _store_worker: threading.Thread | None
     _store_q: queue.Queue[Any]

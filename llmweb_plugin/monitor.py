@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from ._ingest import _STOP, _IngestWorker, _Item
+from ._intake import _IntakeQueue
 from ._summaries import run_history
 from ._single_agent import warn_single_agent
 from ._validate import _check_index, _check_step, _check_str, _repair_surrogates
@@ -155,6 +156,10 @@ class CollapseMonitor(_IngestWorker):
         baseline_steps: how many first steps (with a defined norm) form the baseline.
         on_alarm: called with each :class:`AlarmEvent`; its exceptions are counted, not raised.
         linger: seconds the worker waits to fill a batch once it has one record.
+        max_queue: most records waiting to be embedded (``None``: no bound). When it is full,
+            ``on_full="block"`` makes :meth:`record` wait up to ``block_timeout`` s, then drop;
+            ``"drop"`` drops at once. A drop is counted (``stats.skip_reasons["queue_full"]``),
+            logged as a warning and summed up by :meth:`close` (see ``_intake.py``).
         exporters: objects told of step metrics, alarms, verdicts, records and close
             (:mod:`llmweb_plugin.exporters`); their errors are counted, never raised.
     """
@@ -171,6 +176,7 @@ class CollapseMonitor(_IngestWorker):
         baseline_steps: int = 3,
         on_alarm: Callable[[AlarmEvent], Any] | None = None,
         linger: float = 0.002,
+        max_queue: int | None = 10_000, on_full: str = "block", block_timeout: float = 10.0,
         exporters: Sequence[Any] = (),
     ) -> None:
         if not isinstance(store, WebStore):
@@ -213,7 +219,7 @@ class CollapseMonitor(_IngestWorker):
         self._exporters = ExporterHub(self, exporters)
 
         self._lock = threading.RLock()  # counters, accumulators, index counters
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue = _IntakeQueue(max_queue, on_full, block_timeout)  # bounded (_intake.py)
         self._worker: threading.Thread | None = None
         self._store_worker: threading.Thread | None = None
         self._store_q: queue.Queue[Any] = queue.Queue(maxsize=4)
@@ -344,7 +350,8 @@ class CollapseMonitor(_IngestWorker):
             item = _Item(text, agent, step, kind, index, meta,
                          _dt.datetime.now(_dt.timezone.utc).isoformat())
             self._ensure_worker()
-            self._queue.put(item)
+        if not self._enqueue(item):  # the queue is full: a counted drop (see _intake.py)
+            return None
         return Record(text=text, run_id=self.run_id, agent=agent, step=step, kind=kind,
                       index=int(index)).point_id
 
@@ -655,17 +662,21 @@ class CollapseMonitor(_IngestWorker):
         return self.store.records(self.run_id, **filters)
 
     # ------------------------------------------------------------------ lifecycle
-    def close(self) -> MonitorStats:
-        """Flush, stop the worker and report. The store stays open (it is the caller's)."""
+    def close(self, timeout: float | None = None) -> MonitorStats:
+        """Flush, stop the worker and report. The store stays open (it is the caller's).
+
+        With ``timeout`` (seconds), what is not written by then fails: counted, logged and kept
+        in ``failed_items`` for :meth:`retry_failed`. ``None`` waits until all is written."""
         if self._closed:
             return self.stats
-        stats = self.flush()
+        stats = self.flush(timeout)
         self._closed = True
+        stats, wait = self._abandon(timeout, stats)  # fail what is still queued (_intake.py)
         if self._worker is not None and self._worker.is_alive():
             self._queue.put(_STOP)
-            self._worker.join(timeout=30)
+            self._worker.join(timeout=wait)
         if self._store_worker is not None:
-            self._store_worker.join(timeout=30)
+            self._store_worker.join(timeout=wait)
         self._exporters.close(stats)
         return stats
 

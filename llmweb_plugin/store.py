@@ -55,6 +55,7 @@ from . import _summaries
 from ._copy import CopyResult, copy_points
 from ._local_folder import _check_local_folder, _unlisted_collections
 from ._record import _KIND_ORDER, KINDS, RESERVED_METADATA, WEB_KINDS, Record, _sort_key, point_id
+from ._server import RetryPolicy, WriteStats, _Writer, ensure_payload_indexes
 from .embeddings import Embedder, check_embedder, default_embedder
 
 __all__ = [
@@ -149,7 +150,12 @@ class WebStore:
         backend: for a folder, ``"local"`` (qdrant-client's local mode, what langchain-qdrant
             and LlamaIndex open) or ``"edge"`` (Qdrant's engine in-process, for large runs: see
             :mod:`llmweb_plugin._edge`); default: the folder's own, ``"local"`` for a new one.
-        **client_kwargs: passed to ``QdrantClient`` (e.g. ``timeout``, ``prefer_grpc``).
+        retries, retry_backoff, retry_deadline: how a write to a server is retried on transient
+            errors (connection, timeout, 5xx, 429): at most ``retries`` retries, a first delay of
+            ``retry_backoff`` s doubling with jitter, ``retry_deadline`` s in all; a 4xx is not
+            retried. See :mod:`llmweb_plugin._server` and ``write_stats``. Unused in local mode.
+        **client_kwargs: passed to ``QdrantClient`` (e.g. ``timeout``: seconds per request,
+            default 5; ``prefer_grpc``).
 
     Raises:
         StoreLockedError: the local folder is already open in another process.
@@ -181,9 +187,11 @@ class WebStore:
         dim: int | None = None,
         distance: str | models.Distance | None = None,
         backend: str | None = None,
+        retries: int = 8, retry_backoff: float = 0.25, retry_deadline: float = 60.0,
         **client_kwargs: Any,
     ) -> None:
         given = sum(x is not None for x in (location, url, client))
+        policy = RetryPolicy(retries=retries, backoff=retry_backoff, deadline=retry_deadline)
         if given > 1:
             raise ValueError("pass only one of location, url= or client=")
         if isinstance(embedder, str):
@@ -247,13 +255,15 @@ class WebStore:
                     raise
         opts = getattr(self.client, "init_options", {}) or {}
         self.is_local = opts.get("location") == ":memory:" or opts.get("path") is not None
+        self._writer = _Writer(None if self.is_local else policy, self._where)  # retries
         self.backend = _edge.backend_name(self.client, url=url)  # "local", "edge" or "server"
         self._page = _LOCAL_SCROLL_PAGE if self.is_local else _SCROLL_PAGE
         try:
             if read_dim:
                 self._adopt_collection(collection, keep_distance=distance is not None)
             else:
-                self._ensure_collection(named=collection is not None)
+                self._writer.call(lambda: self._ensure_collection(named=collection is not None),
+                                  what="opening the collection")
         except BaseException:
             if self._owns_client:  # release a local folder's lock for the next attempt
                 self.client.close()
@@ -295,6 +305,8 @@ class WebStore:
         with self._lock:
             if self.client.collection_exists(self.collection):
                 self._validate_collection()
+                if not self.is_local:  # a server: add the payload indexes it lacks
+                    ensure_payload_indexes(self.client, self.collection, self._writer, created=False)
                 return
             if not named:  # a default name that is new here: say what else the store holds
                 others = sorted(c.name for c in self.client.get_collections().collections
@@ -309,18 +321,7 @@ class WebStore:
                 vectors_config=models.VectorParams(size=self.dim, distance=self.distance),
             )
             if not self.is_local:  # payload indexes have no effect in local mode
-                self.client.create_payload_index(
-                    self.collection,
-                    "metadata.run_id",
-                    models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True),
-                )
-                for key in ("metadata.agent", "metadata.kind"):
-                    self.client.create_payload_index(
-                        self.collection, key, models.PayloadSchemaType.KEYWORD
-                    )
-                self.client.create_payload_index(
-                    self.collection, "metadata.step", models.PayloadSchemaType.INTEGER
-                )
+                ensure_payload_indexes(self.client, self.collection, self._writer, created=True)
 
     def _vector_params(self) -> models.VectorParams:
         info = self.client.get_collection(self.collection)
@@ -380,12 +381,13 @@ class WebStore:
                   for rec, vec in zip(recs, stored)]
         with self._lock:
             self._check_open()  # each run's summaries ride in the request of its records
-            extra, commit = _summaries.book(self).plan(recs, stored, [p.payload for p in points])
+            extra, commit = self._writer.call(lambda: _summaries.book(self).plan(  # retried
+                recs, stored, [p.payload for p in points]), what="reading the run's summaries")
             points += extra
             for start in range(0, len(points), _UPSERT_BATCH):
-                self.client.upsert(
-                    self.collection, points=points[start : start + _UPSERT_BATCH], wait=True
-                )
+                batch = points[start : start + _UPSERT_BATCH]
+                self._writer.call(lambda b=batch: self.client.upsert(  # type: ignore[misc]
+                    self.collection, points=b, wait=True), what=f"writing {len(batch)} point(s)")
             commit()
         return len(recs)
 
@@ -644,6 +646,11 @@ class WebStore:
                     ids.add(str(rid))
             if offset is None:
                 return sorted(ids)
+
+    @property
+    def write_stats(self) -> WriteStats:
+        """Calls to the server, attempts, retries and failures (all zero in local mode)."""
+        return self._writer.stats
 
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:
