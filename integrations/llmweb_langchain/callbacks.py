@@ -49,7 +49,6 @@ from langchain_core.outputs import LLMResult
 
 from llmweb_plugin.monitor import CollapseMonitor
 from llmweb_plugin.store import RESERVED_METADATA
-from llmweb_plugin.web import message_text
 
 from .attribution import (
     AGENT_KEY,
@@ -64,32 +63,14 @@ from .attribution import (
     str_keys,
     user_tags,
 )
+from .outputs import USAGE_MAP as _USAGE_MAP
+from .outputs import generation_text as _generation_text
+from .outputs import int_tokens as _int_tokens
+from .tracing import annotate_current_span
 
 __all__ = ["AGENT_KEY", "STEP_KEY", "AsyncCollapseCallbackHandler", "CollapseCallbackHandler"]
 
 logger = logging.getLogger(__name__)
-
-_USAGE_MAP = {"prompt_tokens": "input_tokens", "completion_tokens": "output_tokens",
-              "total_tokens": "total_tokens"}
-
-
-def _generation_text(gen: Any) -> str:
-    msg = getattr(gen, "message", None)
-    if msg is not None:
-        try:
-            return message_text(msg)
-        except TypeError:  # content that is neither a string nor a list of blocks
-            return ""
-    text = getattr(gen, "text", "")
-    return text if isinstance(text, str) else str(text)
-
-
-def _int_tokens(usage: Any) -> dict[str, int]:
-    if not isinstance(usage, Mapping):
-        return {}
-    return {str(k): int(v) for k, v in usage.items()
-            if isinstance(v, int) and not isinstance(v, bool)}
-
 
 @dataclass(slots=True)
 class _LLMRun:
@@ -357,13 +338,15 @@ class _Translator:
         run.agent = self.monitor.repair_text(run.agent, field="agent")
         texts = [self.monitor.repair_text(t, agent=run.agent) for t in texts]
         if len(texts) == 1:
-            self.monitor.record(texts[0], agent=run.agent, step=run.step, metadata=meta)
+            ids = [self.monitor.record(texts[0], agent=run.agent, step=run.step, metadata=meta)]
         elif run.step is None:  # one step for all generations of this call
-            self.monitor.record_many(texts, agent=run.agent, step=None, metadata=meta)
+            ids = self.monitor.record_many(texts, agent=run.agent, step=None, metadata=meta)
         else:
-            for i, text in enumerate(texts):
-                self.monitor.record(text, agent=run.agent, step=run.step,
-                                    metadata={**meta, "generation": i})
+            ids = [self.monitor.record(text, agent=run.agent, step=run.step,
+                                       metadata={**meta, "generation": i})
+                   for i, text in enumerate(texts)]
+        # the app's current OTel span (if one records) links to the stored record
+        annotate_current_span(self.monitor.run_id, run.agent, run.step, ids)
 
     @property
     def tracked_runs(self) -> int:
