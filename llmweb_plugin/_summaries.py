@@ -63,9 +63,13 @@ def manifest_id(run_id: str) -> str:
 CATALOG_ID = str(uuid.uuid5(_NS, "catalog"))
 
 
-def point_hash(pid: str) -> int:
-    """A uniform 60-bit hash of a point id (uuid5 ids are themselves hashes)."""
-    return int(uuid.uuid5(_NS, str(pid)).hex[:15], 16)
+def point_hash(pid: Any) -> int:
+    """A uniform 60-bit hash of a point id: the random bits of a uuid5 id (llmweb's own ids are
+    uuid5 of the provenance; anything else is hashed with uuid5 first)."""
+    h = str(pid).replace("-", "")
+    if len(h) != 32 or h[12] != "5":
+        h = uuid.uuid5(_NS, str(pid)).hex
+    return int(h[:12] + h[13:16], 16)
 
 
 Key = tuple[str, int, str, str]  # run, step, agent, kind
@@ -132,23 +136,33 @@ class KeyStats:
     # -- contributions
     def apply(self, vec: np.ndarray, meta: Mapping[str, Any], sign: int) -> None:
         """Add (``sign=1``) or remove (``-1``) one record's vector and payload metadata."""
-        v = np.asarray(vec, dtype=np.float64)
+        self.add_rows(np.asarray(vec)[None, :], np.array([sign], dtype=np.float64))
+        self.apply_meta(meta, sign)
+
+    def add_rows(self, V: np.ndarray, signs: np.ndarray) -> None:
+        """Add rows of ``V`` (shape ``(m, dim)``) with weights ``signs`` (+1 add, -1 remove)."""
+        V = np.asarray(V, dtype=np.float64)
+        if not len(V):
+            return
         if self.shift is None:
-            self.shift = v.copy()
-            self.sum = np.zeros_like(v)
-            self.unit_sum = np.zeros_like(v)
+            self.shift = V[0].copy()
+            self.sum = np.zeros_like(self.shift)
+            self.unit_sum = np.zeros_like(self.shift)
         assert self.sum is not None and self.unit_sum is not None
-        dev = v - self.shift
-        self.n += sign
-        self.sum += sign * dev
-        self.sumsq += sign * float(dev @ dev)
-        mx = float(np.max(np.abs(v))) if v.size else 0.0
-        if mx > 0:
-            w = v / mx
-            self.unit_sum += sign * (w / np.linalg.norm(w))
-            self.n_unit += sign
-        else:
-            self.n_zero += sign
+        dev = V - self.shift
+        self.n += int(signs.sum())
+        self.sum += signs @ dev
+        self.sumsq += float(signs @ np.einsum("ij,ij->i", dev, dev))
+        mx = np.max(np.abs(V), axis=1)
+        ok = mx > 0
+        if ok.any():
+            W = V[ok] / mx[ok, None]
+            self.unit_sum += signs[ok] @ (W / np.linalg.norm(W, axis=1)[:, None])
+        self.n_unit += int(signs[ok].sum())
+        self.n_zero += int(signs[~ok].sum())
+
+    def apply_meta(self, meta: Mapping[str, Any], sign: int) -> None:
+        """Add or remove one record's payload metadata (tags, context size, query, usage)."""
         for key in TAG_KEYS:
             val = meta.get(key)
             if key in meta and val not in (None, "", False):
@@ -202,9 +216,7 @@ class KeyStats:
 
     def sample_add(self, h: int, index: int) -> None:
         s = self.sample
-        if any(e[0] == h for e in s):
-            return
-        if len(s) < SAMPLE_K or h < s[-1][0]:
+        if (len(s) < SAMPLE_K or h < s[-1][0]) and not any(e[0] == h for e in s):
             s.append([h, index])
             s.sort()
             del s[SAMPLE_K:]
@@ -295,10 +307,11 @@ class SummaryBook:
             self._catalog = ({"runs": dict(cat["runs"]), "n_meta": int(cat["n_meta"])}
                              if isinstance(cat, Mapping) else {"runs": {}, "n_meta": 0})
 
-    def plan(self, recs: Sequence[Any], stored: np.ndarray, payloads: Sequence[Mapping[str, Any]]
+    def plan(self, recs: Sequence[Any], stored: np.ndarray,
+             points_in: Sequence[models.PointStruct],
              ) -> tuple[list[models.PointStruct], Callable[[], None]]:
-        """Summary points for writing ``recs`` (with their vectors and payloads as stored), and
-        the commit that makes them current once the write succeeded."""
+        """Summary points for writing ``recs`` (their vectors as stored, their points as about to
+        be written), and the commit that makes them current once the write succeeded."""
         if not recs:
             return [], lambda: None
         with self._lock:
@@ -307,16 +320,19 @@ class SummaryBook:
             assert self._catalog is not None
             new: dict[Key, KeyStats] = {}
             # records already counted under their id are re-writes: read the old ones back
-            again = [r.point_id for r, k in zip(recs, keys) if self._keys[k].has(int(r.index))]
+            ids = [str(p.id) for p in points_in]
+            payloads = [p.payload for p in points_in]
+            again = [pid for pid, r, k in zip(ids, recs, keys) if self._keys[k].has(int(r.index))]
             old = self._retrieve(again, vectors=True) if again else {}
             batch: dict[str, tuple[np.ndarray, Mapping[str, Any]]] = {}
             runs_delta: dict[str, int] = {}
-            for rec, key, vec, pay in zip(recs, keys, stored, payloads):
+            rows: dict[Key, tuple[list[np.ndarray], list[float]]] = {}
+            for rec, key, vec, pay, pid in zip(recs, keys, stored, payloads, ids):
                 st = new.get(key)
                 if st is None:
                     st = new[key] = self._keys[key].copy()
-                pid = rec.point_id
                 meta = pay["metadata"]
+                vs, sg = rows.setdefault(key, ([], []))
                 prev = batch.get(pid)
                 if prev is None and st.has(int(rec.index)):
                     p = old.get(pid)
@@ -327,13 +343,19 @@ class SummaryBook:
                     else:  # counted but gone (deleted by someone else): recount from scratch
                         st.n += 1  # make the mismatch visible to readers rather than guess
                 if prev is not None:
-                    st.apply(prev[0], prev[1], -1)
+                    vs.append(prev[0])
+                    sg.append(-1.0)
+                    st.apply_meta(prev[1], -1)
                 else:
                     st._add_index(int(rec.index))
                     runs_delta[key[0]] = runs_delta.get(key[0], 0) + 1
-                st.apply(vec, meta, +1)
+                vs.append(vec)
+                sg.append(1.0)
+                st.apply_meta(meta, +1)
                 st.sample_add(point_hash(pid), int(rec.index))
-                batch[pid] = (np.asarray(vec, dtype=np.float32), meta)
+                batch[pid] = (vec, meta)
+            for key, (vs, sg) in rows.items():
+                new[key].add_rows(np.stack(vs), np.asarray(sg))
             dim = int(self.store.dim)
             points = []
             manifests: dict[str, list[list[Any]]] = {}

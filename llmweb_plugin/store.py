@@ -382,7 +382,7 @@ class WebStore:
         with self._lock:
             self._check_open()  # each run's summaries ride in the request of its records
             extra, commit = self._writer.call(lambda: _summaries.book(self).plan(  # retried
-                recs, stored, [p.payload for p in points]), what="reading the run's summaries")
+                recs, stored, points), what="reading the run's summaries")
             points += extra
             for start in range(0, len(points), _UPSERT_BATCH):
                 batch = points[start : start + _UPSERT_BATCH]
