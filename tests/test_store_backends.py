@@ -326,3 +326,20 @@ def test_llmweb_float_lists_are_packed_in_the_engine_and_read_back_exactly(tmp_p
     assert got["local"] == meta
     assert got["edge"]["llmweb_stats"] == meta["llmweb_stats"]  # packed: bit for bit
     np.testing.assert_allclose(got["edge"]["user"], sums, rtol=1e-15)
+
+
+def test_llmweb_runs_and_report_read_an_edge_folder(tmp_path, capsys):
+    from llmweb_plugin.cli import main
+
+    emb = ScaledEmbedder()
+    with lw.WebStore(tmp_path / "e", embedder=emb, backend="edge") as s:
+        with lw.CollapseMonitor(s, run_id="cli-run", alarm_fraction=None) as mon:
+            for step in (1, 2, 3):
+                for agent in ("x", "y"):
+                    mon.record(f"{agent} at {step}", agent=agent, step=step)
+    assert main(["runs", "--path", str(tmp_path / "e")]) == 0
+    assert "cli-run" in capsys.readouterr().out
+    out = tmp_path / "rep.json"
+    assert main(["report", "--path", str(tmp_path / "e"), "--run", "cli-run", "--format", "json",
+                 "--out", str(out)]) == 0
+    assert out.is_file() and "cli-run" in out.read_text()

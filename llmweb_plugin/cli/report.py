@@ -104,8 +104,8 @@ def find_store_folder(path: str | os.PathLike[str]) -> Path:
                                 "the Qdrant folder (for `llmweb run`: its --out folder or "
                                 "<out>/store)")
     for candidate in (folder, folder / "store"):
-        if (candidate / "meta.json").is_file():
-            return candidate
+        if (candidate / "meta.json").is_file() or (candidate / "llmweb-edge.json").is_file():
+            return candidate  # a local folder, or an edge one (WebStore(backend="edge"))
     raise FileNotFoundError(
         f"no Qdrant store in {os.fspath(path)!r}: neither {folder / 'meta.json'} nor "
         f"{folder / 'store' / 'meta.json'} exists. Give the folder a WebStore was opened with "
@@ -135,6 +135,10 @@ def open_existing_store(
         raise ValueError("give exactly one of --path DIR or --url URL")
     if path is not None:
         path = os.fspath(find_store_folder(path))
+        if (Path(path) / "llmweb-edge.json").is_file():  # an edge folder opens through WebStore
+            with WebStore(path, embedder=None, collection=collection) as store:
+                yield store
+            return
         try:
             client = QdrantClient(path=os.fspath(path))
         except RuntimeError as exc:
