@@ -75,6 +75,15 @@ def test_payload_indexes_are_made_on_a_new_collection_and_added_to_an_existing_o
     assert fake.requests("PUT", "/index") == [200] * 8
 
 
+def test_a_server_refusing_a_tenant_index_gets_a_plain_keyword_index(fake, caplog):
+    fake.fail(1, 400, path="/index", message="Wrong input: unknown field `is_tenant`")
+    with caplog.at_level(logging.WARNING, logger="llmweb_plugin"), _store(fake):
+        pass
+    assert fake.collections["c"]["indexes"]["metadata.run_id"] == "keyword"
+    assert fake.requests("PUT", "/index") == [400] + [200] * 4
+    assert "unknown field `is_tenant`" in caplog.text
+
+
 # ------------------------------------------------------------------ retries
 @pytest.mark.parametrize("fault, n", [("503", 3), ("429", 2), ("reset", 2)])
 def test_transient_errors_are_retried_and_every_record_lands_once(fake, fault, n):
