@@ -76,6 +76,9 @@ def test_sweep_table_counts_match_its_setting_rows(outcome):
         assert r["replicates"] == 6
         assert r["plateau_then_drop"] <= min(r["plateau"], r["late_drop"])
         assert r["late_drop_rate"] == pytest.approx(r["late_drop"] / 6)
+    lo1, hi1 = np.quantile(norms[:, 0], [0.05, 0.95])
+    lo10, hi10 = np.quantile(norms[:, 9], [0.05, 0.95])
+    assert default["early_points_in_band"] is bool(lo1 <= 0.93 <= hi1 and lo10 <= 0.36 <= hi10)
     json.dumps(dict(outcome.series))  # JSON-ready
     json.dumps(dict(outcome.settings))
 
