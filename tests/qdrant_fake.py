@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from typing_extensions import Self
+
 VERSION = "1.20.0"
 
 
@@ -106,7 +108,7 @@ class FakeQdrant:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> FakeQdrant:
+    def __enter__(self) -> Self:
         self.up()
         return self
 
@@ -293,14 +295,14 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the client gave up waiting (a hang past its timeout)
             self.close_connection = True
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._serve("GET")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._serve("PUT")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._serve("POST")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._serve("DELETE")
