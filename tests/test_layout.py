@@ -300,7 +300,8 @@ def test_web_models_public_names_are_pinned_and_stay_out_of_the_package_import()
             if not t.startswith(m)} == set()
     assert {src for src, ts in graph.items() if not src.startswith(m)
             and any(t.startswith(m) for t in ts)} == {f"{PACKAGE}.cli.experiment",
-                                                      f"{PACKAGE}.cli.run"}
+                                                      f"{PACKAGE}.cli.run",
+                                                      f"{PACKAGE}.reproduce._web_runs"}
 
 
 def test_report_data_flows_one_way_and_renderers_never_import_the_report():
