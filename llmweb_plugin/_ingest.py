@@ -263,18 +263,21 @@ class _IngestWorker(_Intake):
                             budget=_budget(len(batch)))
         with self._lock:
             prev_max = self._max_step
+            by_step: dict[int, list[int]] = {}  # one accumulator call per step, not per record
             for pos, _ in done:
                 self._stored += len(pos)
                 for i in pos:
-                    it, v = batch[i], vecs[i]
+                    it = batch[i]
                     self._kind_counts[it.step][it.kind] += 1
                     if it.kind in self.metric_kinds:
-                        acc = self._acc.get(it.step)
-                        if acc is None:
-                            acc = self._acc[it.step] = StepAccumulator(it.step)
-                        acc.add(v[None, :], [it.agent])
+                        by_step.setdefault(it.step, []).append(i)
                         self._step_agents[it.step].add(it.agent)
                         self._max_step = max(self._max_step, it.step)
+            for step, rows in by_step.items():
+                acc = self._acc.get(step)
+                if acc is None:
+                    acc = self._acc[step] = StepAccumulator(step)
+                acc.add(vecs[rows], [batch[i].agent for i in rows])
             advanced = self._max_step > prev_max
         stored = [i for pos, _ in done for i in pos]
         self._exporters.stored([batch[i] for i in stored], vecs[stored])
