@@ -15,9 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._record import Record
-
 if TYPE_CHECKING:
+    from ._record import Record
     from .store import WebStore
 
 logger = logging.getLogger(__name__)
@@ -51,8 +50,11 @@ def copy_points(
     run_id: str | None = None,
     batch: int = 1024,
     progress: Callable[[int], Any] | None = None,
+    read: Callable[[Any], Record],
 ) -> CopyResult:
     """Copy the points of ``run_id`` (or all) from ``source`` to ``target``; see ``copy_to``.
+
+    ``read`` turns a point into a :class:`~llmweb_plugin.store.Record` (``Record.from_point``).
 
     Raises:
         TypeError: ``target`` is not a WebStore-like store.
@@ -92,7 +94,7 @@ def copy_points(
                 source.collection, scroll_filter=flt, limit=page, offset=offset,
                 with_payload=True, with_vectors=True)
         for start in range(0, len(points), batch):
-            chunk = [Record.from_point(p) for p in points[start:start + batch]]
+            chunk = [read(p) for p in points[start:start + batch]]
             try:
                 target.upsert(chunk)
             except ValueError as exc:

@@ -463,7 +463,8 @@ class WebStore:
         server); copying again gives no duplicates. ``progress`` gets the records copied so far
         after each batch. See :mod:`llmweb_plugin._copy` for what is checked.
         """
-        return copy_points(self, other, run_id=run_id, batch=batch, progress=progress)
+        return copy_points(self, other, run_id=run_id, batch=batch, progress=progress,
+                           read=Record.from_point)
 
     # ------------------------------------------------------------------ reads
     @staticmethod
