@@ -163,7 +163,7 @@ def _outcome(runs: WebRuns, st: Mapping[str, Any], gen: np.random.Generator) -> 
                       if rc is not None else f"{nt.get('verdict')}"),
                 interval=(float(ci[0]), float(ci[1])) if ok else None,
                 interval_kind=(f"{100 * float(nt.get('ci_level', 0.95)):.1f}% interval of the "
-                               f"relative change ({'bootstrap over ' + str(R) + ' replicates' if R > 1 else 'one run'})"),
+                               f"relative change ({_over(R)})"),
                 measured={"verdict": nt.get("verdict"), "relative_change": rc,
                           "relative_change_ci": list(ci), "published_relative": 5 / 20 - 1}))
         elif pid.startswith("window_ratio_"):
@@ -182,7 +182,7 @@ def _outcome(runs: WebRuns, st: Mapping[str, Any], gen: np.random.Generator) -> 
                                         f"{lo1}-{hi1}, T = {T})")) if math.isfinite(ratio)
                 else f"not measured (T = {T} < {lo1})",
                 interval=ci if math.isfinite(ratio) else None,
-                interval_kind=f"{100 * _LEVEL:.0f}% bootstrap over {R} replicates",
+                interval_kind=f"{100 * _LEVEL:.0f}% {_over(R)}",
                 measured={"ratio": ratio, "interval": list(ci), "published_ratio": pub_ratio,
                           "complete": complete, "window": [lo1, hi1], "n_steps": T,
                           "early_means": early.tolist(), "late_means": late.tolist()}))
@@ -192,7 +192,7 @@ def _outcome(runs: WebRuns, st: Mapping[str, Any], gen: np.random.Generator) -> 
             near = [list(x) for x in runs.near_duplicates]
             claims.append(Claim(
                 published=pub, agrees=agrees, detail=why + label,
-                ours=f"{v}: {runs.verdict.get('sentence', '')}",
+                ours=str(runs.verdict.get("sentence") or v),
                 interval_kind=f"pooled over {R} replicates" if R > 1 else "one run",
                 measured={"verdict": v, "near_duplicate_share_first_last": near}))
         else:  # a published row this module does not know: say so, never drop it
@@ -207,6 +207,14 @@ def _outcome(runs: WebRuns, st: Mapping[str, Any], gen: np.random.Generator) -> 
 
     return Outcome(target=TARGET, claims=tuple(claims), settings=settings, series=series,
                    draw=draw, notes=notes)
+
+
+def _over(R: int) -> str:
+    """How an interval over ``R`` replicates was made, with a warning when ``R`` is small."""
+    if R == 1:
+        return "one run"
+    crude = " (crude: so few replicates give few distinct resamples)" if R < 5 else ""
+    return f"bootstrap over {R} replicates{crude}"
 
 
 def _series(runs: WebRuns) -> dict[str, Any]:
