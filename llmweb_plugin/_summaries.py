@@ -1,11 +1,13 @@
 """Per-(run, step, agent, kind) sufficient statistics kept beside the records (issue 13, item 1).
 
-Every :meth:`~llmweb_plugin.store.WebStore.upsert` also writes, *in the same Qdrant request as the
-records*, one summary point per (run, step, agent, kind) it touched, a manifest per run (the
-list of its summary keys) and one catalog point per collection (records per run, and how many
-summary points there are). They are points of the same collection with ``metadata.kind ==
-"summary"`` (zero vector, empty ``page_content``) and deterministic ids, so a re-written summary
-replaces the old one; every reader of records in llmweb filters that kind out.
+They live in a side collection, ``f"{collection}__llmweb_summaries"`` (same vector size and
+distance, made with the main one on every backend), so the main collection holds only records and
+langchain-qdrant or LlamaIndex opening it see nothing else. Every
+:meth:`~llmweb_plugin.store.WebStore.upsert` writes the records first, then, in a separate request
+to the side collection, one summary point per (run, step, agent, kind) it touched, a manifest per
+run (the list of its summary keys) and one catalog point (records per run). Side points keep the
+record layout (``metadata.kind == "summary"``, zero vector, empty ``page_content``) and
+deterministic ids, so a re-written summary replaces the old one.
 
 A key's statistics are those of the records *stored* under it, keyed by their point id:
 ``n``, the set of record indices (as ranges), the sum and sum of squares of ``x - shift`` (``shift``
@@ -17,20 +19,26 @@ union is the bottom-k of the parts' bottom-k). A record written again under the 
 ``retry_failed``, a repeated index) replaces its old contribution: the old vector and payload are
 read back by id and subtracted. A record that failed to store is in no summary.
 
-Readers (:func:`load_run`) check the summaries against the records before trusting them: the
-catalog's counts against the collection's exact point count (``O(1)`` without a filter), else the
-run's own filtered count. A mismatch (a crash between two points of one request in local mode,
-two processes writing the same run on a server, records written by another tool or an older
-llmweb) returns ``None`` with the reason, and the caller reads the records as before.
+Between the two writes the summaries lag the records. Readers (:func:`load_run`) check them
+before trusting them: the catalog's counts against the main collection's exact point count
+(``O(1)`` without a filter), else the run's own filtered count; a mismatch (records that landed
+while their summaries did not, a crash, another writer, records written by another tool) returns
+``None`` with the reason and the caller reads the records as before. A count cannot reveal a
+re-written record whose summary was not updated, so before a batch that re-writes counted records
+the run's manifest is marked *unsure*; the summary write clears it. A failed summary write is
+logged and kept to be written with the next batch (the records did land: the store does not
+raise); a failed record write during a re-write, or a process that stopped before the summary
+write, leaves the mark: the run is then untrusted for good (readers fall back; ``llmweb store
+copy`` into a new collection rebuilds its summaries). A collection whose summary points an older
+llmweb wrote *inside* it is read by its records, with one warning.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +48,8 @@ from qdrant_client import models
 logger = logging.getLogger(__name__)
 
 SUMMARY_KIND = "summary"
+#: the side collection of ``collection`` is ``collection + SIDE_SUFFIX``
+SIDE_SUFFIX = "__llmweb_summaries"
 #: metadata key holding a summary point's statistics
 STATS_KEY = "llmweb_summary"
 #: records kept per key in the bottom-k sample
@@ -73,6 +83,46 @@ def point_hash(pid: Any) -> int:
 
 
 Key = tuple[str, int, str, str]  # run, step, agent, kind
+
+
+def side_name(collection: str) -> str:
+    """The side collection holding ``collection``'s summaries."""
+    return f"{collection}{SIDE_SUFFIX}"
+
+
+def is_side(name: str) -> bool:
+    """Whether ``name`` is a side collection (never a collection of records)."""
+    return name.endswith(SIDE_SUFFIX)
+
+
+def has_side(store: Any) -> bool:
+    return bool(store.client.collection_exists(side_name(store.collection)))
+
+
+def ensure_side(store: Any) -> None:
+    """Create the store's side collection (same vector size and distance) if it is missing."""
+    side = side_name(store.collection)
+    if store.__dict__.get("_side_ok") == side:
+        return
+    with store._lock:
+        if not store.client.collection_exists(side):
+            store.client.create_collection(
+                side, vectors_config=models.VectorParams(size=store.dim, distance=store.distance))
+        store.__dict__["_side_ok"] = side
+
+
+def _legacy(store: Any, pid: str) -> bool:
+    """Whether the main collection holds the summary point ``pid`` an older llmweb wrote there
+    (one warning per store)."""
+    with store._lock:
+        found = bool(store.client.retrieve(store.collection, ids=[pid], with_payload=False))
+    if found and not store.__dict__.get("_legacy_warned"):
+        store.__dict__["_legacy_warned"] = True
+        logger.warning(
+            "llmweb: collection %r holds summary points an older llmweb wrote inside it; its "
+            "reports and history read every record. `llmweb store copy` into a new collection "
+            "rebuilds the summaries beside it (and leaves those points behind).", store.collection)
+    return found
 
 
 # ---------------------------------------------------------------------- one key's statistics
@@ -261,162 +311,6 @@ def _meta_point(pid: str, dim: int, metadata: dict[str, Any]) -> models.PointStr
 
 
 # ---------------------------------------------------------------------- the writer
-class SummaryBook:
-    """The summaries one :class:`~llmweb_plugin.store.WebStore` keeps as it writes.
-
-    :meth:`plan` is called under the store's lock with the records about to be written; it
-    returns the summary points to write in the same request, and a function that makes the new
-    statistics current once the write succeeded (a failed write changes nothing).
-    """
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        self._keys: dict[Key, KeyStats] = {}
-        self._manifests: dict[str, list[list[Any]]] = {}
-        self._catalog: dict[str, Any] | None = None
-        self._lock = threading.Lock()
-
-    def _retrieve(self, ids: Sequence[str], *, vectors: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for start in range(0, len(ids), _RETRIEVE_CHUNK):
-            for p in self.store.client.retrieve(self.store.collection,
-                                                ids=list(ids[start:start + _RETRIEVE_CHUNK]),
-                                                with_payload=True, with_vectors=vectors):
-                out[str(p.id)] = p
-        return out
-
-    def _load(self, keys: Iterable[Key], runs: Iterable[str]) -> None:
-        need_k = [k for k in dict.fromkeys(keys) if k not in self._keys]
-        need_r = [r for r in dict.fromkeys(runs) if r not in self._manifests]
-        ids = [summary_id(r, s, a, k) for r, s, a, k in need_k] + \
-              [manifest_id(r) for r in need_r] + ([CATALOG_ID] if self._catalog is None else [])
-        got = self._retrieve(ids) if ids else {}
-        for key in need_k:
-            p = got.get(summary_id(*key))
-            meta = ((p.payload or {}).get("metadata") or {}) if p is not None else {}
-            self._keys[key] = (KeyStats.from_payload(meta[STATS_KEY]) if STATS_KEY in meta
-                               else KeyStats())
-        for r in need_r:
-            p = got.get(manifest_id(r))
-            meta = ((p.payload or {}).get("metadata") or {}) if p is not None else {}
-            self._manifests[r] = [list(k) for k in meta.get("llmweb_manifest", [])]
-        if self._catalog is None:
-            p = got.get(CATALOG_ID)
-            meta = ((p.payload or {}).get("metadata") or {}) if p is not None else {}
-            cat = meta.get("llmweb_catalog")
-            self._catalog = ({"runs": dict(cat["runs"]), "n_meta": int(cat["n_meta"])}
-                             if isinstance(cat, Mapping) else {"runs": {}, "n_meta": 0})
-
-    def plan(self, recs: Sequence[Any], stored: np.ndarray,
-             points_in: Sequence[models.PointStruct],
-             ) -> tuple[list[models.PointStruct], Callable[[], None]]:
-        """Summary points for writing ``recs`` (their vectors as stored, their points as about to
-        be written), and the commit that makes them current once the write succeeded."""
-        if not recs:
-            return [], lambda: None
-        with self._lock:
-            keys = [(r.run_id, int(r.step), r.agent, r.kind) for r in recs]
-            self._load(keys, [k[0] for k in keys])
-            assert self._catalog is not None
-            new: dict[Key, KeyStats] = {}
-            # records already counted under their id are re-writes: read the old ones back
-            ids = [str(p.id) for p in points_in]
-            payloads = [p.payload for p in points_in]
-            again = [pid for pid, r, k in zip(ids, recs, keys) if self._keys[k].has(int(r.index))]
-            old = self._retrieve(again, vectors=True) if again else {}
-            batch: dict[str, tuple[np.ndarray, Mapping[str, Any]]] = {}
-            runs_delta: dict[str, int] = {}
-            rows: dict[Key, tuple[list[np.ndarray], list[float]]] = {}
-            for rec, key, vec, pay, pid in zip(recs, keys, stored, payloads, ids):
-                st = new.get(key)
-                if st is None:
-                    st = new[key] = self._keys[key].copy()
-                meta = pay["metadata"]
-                vs, sg = rows.setdefault(key, ([], []))
-                prev = batch.get(pid)
-                if prev is None and st.has(int(rec.index)):
-                    p = old.get(pid)
-                    if p is not None and p.vector is not None:
-                        v = p.vector.get("") if isinstance(p.vector, dict) else p.vector
-                        prev = (np.asarray(v, dtype=np.float32),
-                                dict((p.payload or {}).get("metadata") or {}))
-                    else:  # counted but gone (deleted by someone else): recount from scratch
-                        st.n += 1  # make the mismatch visible to readers rather than guess
-                if prev is not None:
-                    vs.append(prev[0])
-                    sg.append(-1.0)
-                    st.apply_meta(prev[1], -1)
-                else:
-                    st._add_index(int(rec.index))
-                    runs_delta[key[0]] = runs_delta.get(key[0], 0) + 1
-                vs.append(vec)
-                sg.append(1.0)
-                st.apply_meta(meta, +1)
-                st.sample_add(point_hash(pid), int(rec.index))
-                batch[pid] = (vec, meta)
-            for key, (vs, sg) in rows.items():
-                new[key].add_rows(np.stack(vs), np.asarray(sg))
-            dim = int(self.store.dim)
-            points = []
-            manifests: dict[str, list[list[Any]]] = {}
-            n_meta = 0
-            for key, st in new.items():
-                run, step, agent, kind = key
-                points.append(_meta_point(summary_id(*key), dim, {
-                    "run_id": run, "agent": agent, "step": step, "kind": SUMMARY_KIND,
-                    "index": 0, "of_kind": kind, STATS_KEY: st.to_payload()}))
-                man = manifests.get(run) or list(self._manifests[run])
-                if [step, agent, kind] not in man:
-                    man.append([step, agent, kind])
-                    manifests[run] = man
-                    n_meta += 1
-            for run, man in manifests.items():
-                if not self._manifests[run]:
-                    n_meta += 1
-                points.append(_meta_point(manifest_id(run), dim, {
-                    "run_id": run, "agent": "", "step": -1, "kind": SUMMARY_KIND, "index": 0,
-                    "llmweb_manifest": man}))
-            cat_runs = dict(self._catalog["runs"])
-            for run, d in runs_delta.items():
-                cat_runs[run] = int(cat_runs.get(run, 0)) + d
-            had_catalog = bool(self._catalog["runs"]) or self._catalog["n_meta"] > 0
-            catalog = {"runs": cat_runs,
-                       "n_meta": self._catalog["n_meta"] + n_meta + (0 if had_catalog else 1)}
-            points.append(_meta_point(CATALOG_ID, dim, {"kind": SUMMARY_KIND,
-                                                        "llmweb_catalog": catalog}))
-
-        def commit() -> None:
-            with self._lock:
-                self._keys.update(new)
-                self._manifests.update(manifests)
-                self._catalog = catalog
-
-        return points, commit
-
-    def forget_run(self, run_id: str) -> list[models.PointStruct]:
-        """After the run's points were deleted: drop its state; the catalog point to write."""
-        with self._lock:
-            self._load((), [run_id])
-            assert self._catalog is not None
-            man = self._manifests.pop(run_id, [])
-            for k in [k for k in self._keys if k[0] == run_id]:
-                del self._keys[k]
-            runs = dict(self._catalog["runs"])
-            runs.pop(run_id, None)
-            n_meta = self._catalog["n_meta"] - (len(man) + 1 if man else 0)
-            self._catalog = {"runs": runs, "n_meta": n_meta}
-            return [_meta_point(CATALOG_ID, int(self.store.dim),
-                                {"kind": SUMMARY_KIND, "llmweb_catalog": self._catalog})]
-
-
-def book(store: Any) -> SummaryBook:
-    """The store's :class:`SummaryBook` (made on first use)."""
-    b = store.__dict__.get("_summary_book")
-    if b is None:
-        b = store.__dict__.setdefault("_summary_book", SummaryBook(store))
-    return b
-
-
 def not_summary() -> models.FieldCondition:
     """The condition that leaves summary points out (for ``must_not``)."""
     return models.FieldCondition(key="metadata.kind", match=models.MatchValue(value=SUMMARY_KIND))
@@ -443,34 +337,47 @@ class RunSummary:
 
 
 def catalog(store: Any) -> dict[str, Any] | None:
-    """The collection's catalog, if it accounts for every point of the collection."""
-    with store._lock:
-        pts = store.client.retrieve(store.collection, ids=[CATALOG_ID], with_payload=True)
-        total = int(store.client.count(store.collection, exact=True).count)
-    if not pts:
+    """The collection's catalog (records per run, from the side collection) and whether it
+    accounts for every point of the main collection (``complete``)."""
+    if not has_side(store):
+        _legacy(store, CATALOG_ID)
         return None
-    cat = ((pts[0].payload or {}).get("metadata") or {}).get("llmweb_catalog")
+    with store._lock:
+        pts = store.client.retrieve(side_name(store.collection), ids=[CATALOG_ID],
+                                    with_payload=True)
+        total = int(store.client.count(store.collection, exact=True).count)
+    cat = ((pts[0].payload or {}).get("metadata") or {}).get("llmweb_catalog") if pts else None
     if not isinstance(cat, Mapping):
+        _legacy(store, CATALOG_ID)
         return None
     runs = {str(k): int(v) for k, v in cat["runs"].items()}
-    return {"runs": runs, "n_meta": int(cat["n_meta"]),
-            "complete": total == sum(runs.values()) + int(cat["n_meta"])}
+    return {"runs": runs, "complete": total == sum(runs.values())}
 
 
 def load_run(store: Any, run_id: str) -> tuple[RunSummary | None, str]:
     """The run's checked summaries, or ``(None, reason)`` to read its records instead."""
-    with store._lock:
-        got = store.client.retrieve(store.collection, ids=[manifest_id(run_id)],
-                                    with_payload=True)
+    side = side_name(store.collection)
+    got = []
+    if has_side(store):
+        with store._lock:
+            got = store.client.retrieve(side, ids=[manifest_id(run_id)], with_payload=True)
     if not got:
+        if _legacy(store, manifest_id(run_id)):
+            return None, (f"run {run_id!r} has no summaries beside the collection (an older "
+                          "llmweb wrote them inside it; `llmweb store copy` rebuilds them)")
         return None, f"run {run_id!r} has no summaries (written by another tool or an older llmweb)"
-    man = ((got[0].payload or {}).get("metadata") or {}).get("llmweb_manifest") or []
+    meta0 = (got[0].payload or {}).get("metadata") or {}
+    if meta0.get("llmweb_unsure"):
+        return None, (f"the summaries of run {run_id!r} may miss a re-write of its records (a "
+                      "write failed or the process stopped between the records and their "
+                      "summaries); `llmweb store copy` into a new collection rebuilds them")
+    man = meta0.get("llmweb_manifest") or []
     keys = [(int(s), str(a), str(k)) for s, a, k in man]
     ids = [summary_id(run_id, s, a, k) for s, a, k in keys]
     pts: dict[str, Any] = {}
     with store._lock:
         for start in range(0, len(ids), _RETRIEVE_CHUNK):
-            for p in store.client.retrieve(store.collection, ids=ids[start:start + _RETRIEVE_CHUNK],
+            for p in store.client.retrieve(side, ids=ids[start:start + _RETRIEVE_CHUNK],
                                            with_payload=True):
                 pts[str(p.id)] = p
     stats: dict[tuple[int, str, str], KeyStats] = {}

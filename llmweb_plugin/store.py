@@ -50,8 +50,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from . import _edge
-from . import _summaries
+from . import _edge, _summaries, _summary_book
 from ._copy import CopyResult, copy_points
 from ._local_folder import _check_local_folder, _unlisted_collections
 from ._record import _KIND_ORDER, KINDS, RESERVED_METADATA, WEB_KINDS, Record, _sort_key, point_id
@@ -274,7 +273,7 @@ class WebStore:
         """Open an existing collection, taking its vector size (and distance) from it."""
         names = sorted(c.name for c in self.client.get_collections().collections)
         if collection is None:
-            ours = [n for n in names if n.startswith("llmweb__")]
+            ours = [n for n in names if n.startswith("llmweb__") and not _summaries.is_side(n)]
             if len(ours) != 1:
                 lost = (_unlisted_collections(self._folder, names)
                         if self._folder is not None else [])
@@ -309,8 +308,8 @@ class WebStore:
                     ensure_payload_indexes(self.client, self.collection, self._writer, created=False)
                 return
             if not named:  # a default name that is new here: say what else the store holds
-                others = sorted(c.name for c in self.client.get_collections().collections
-                                if c.name.startswith("llmweb__"))
+                others = sorted(n for c in self.client.get_collections().collections if (
+                    n := c.name).startswith("llmweb__") and not _summaries.is_side(n))
                 if others:
                     logger.warning(
                         "llmweb: creating a new, empty collection %r; this Qdrant store already "
@@ -322,6 +321,7 @@ class WebStore:
             )
             if not self.is_local:  # payload indexes have no effect in local mode
                 ensure_payload_indexes(self.client, self.collection, self._writer, created=True)
+            _summaries.ensure_side(self)  # the summaries' collection, beside the records
 
     def _vector_params(self) -> models.VectorParams:
         info = self.client.get_collection(self.collection)
@@ -380,16 +380,15 @@ class WebStore:
         points = [models.PointStruct(id=rec.point_id, vector=vec.tolist(), payload=rec.payload())
                   for rec, vec in zip(recs, stored)]
         with self._lock:
-            self._check_open()  # each run's summaries ride in the request of its records
-            extra, commit = self._writer.call(lambda: _summaries.book(self).plan(  # retried
-                recs, stored, points), what="reading the run's summaries")
-            points += extra
-            for start in range(0, len(points), _UPSERT_BATCH):
-                batch = points[start : start + _UPSERT_BATCH]
-                self._writer.call(lambda b=batch: self.client.upsert(  # type: ignore[misc]
-                    self.collection, points=b, wait=True), what=f"writing {len(batch)} point(s)")
-            commit()
+            self._check_open()  # the records, then their summaries in the side collection
+            _summary_book.book(self).write(recs, stored, points, self._put)
         return len(recs)
+
+    def _put(self, collection: str, points: Sequence[models.PointStruct]) -> None:
+        for start in range(0, len(points), _UPSERT_BATCH):
+            batch = points[start : start + _UPSERT_BATCH]
+            self._writer.call(lambda b=batch: self.client.upsert(  # type: ignore[misc]
+                collection, points=b, wait=True), what=f"writing {len(batch)} point(s)")
 
     def as_stored(self, vectors: np.ndarray) -> np.ndarray:
         """``vectors`` (shape ``(n, dim)``) as this collection keeps them, as float32.
@@ -453,7 +452,7 @@ class WebStore:
                 ),
                 wait=True,
             )
-            self.client.upsert(self.collection, points=_summaries.book(self).forget_run(run_id))
+            _summary_book.book(self).forget_run(run_id)  # and its summaries beside
 
     def copy_to(self, other: WebStore, *, run_id: str | None = None, batch: int = 1024,
                 progress: Callable[[int], Any] | None = None) -> CopyResult:

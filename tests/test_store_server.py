@@ -99,9 +99,10 @@ def test_transient_errors_are_retried_and_every_record_lands_once(fake, fault, n
         assert _record_ids(fake) == {r.point_id for r in recs}
         assert all(fake.writes[r.point_id] == 1 for r in recs)  # failed tries applied nothing
         assert [r.text for r in store.records("r1")] == [r.text for r in recs]
-    statuses = fake.requests("PUT", "/points")
+    statuses = fake.requests("PUT", "/c/points")  # the records; then their summaries beside
     assert statuses[:n] == ([int(fault)] * n if fault != "reset" else [0] * n)
     assert statuses[n:] == [200]
+    assert fake.requests("PUT", "/c__llmweb_summaries/points") == [200]
 
 
 def test_a_request_hanging_past_the_timeout_is_retried_and_stores_nothing_twice(fake):
@@ -111,7 +112,7 @@ def test_a_request_hanging_past_the_timeout_is_retried_and_stores_nothing_twice(
         recs = _records(10)
         store.upsert(recs)
         assert store.write_stats.retries == 1
-        _wait(lambda: fake.requests("PUT", "/points") == [200, 200], "the hung request to end")
+        _wait(lambda: fake.requests("PUT", "/c/points") == [200, 200], "the hung request to end")
         assert _record_ids(fake) == {r.point_id for r in recs}
         assert store.count("r1") == 10
         assert {fake.writes[r.point_id] for r in recs} == {2}  # written twice, stored once

@@ -11,6 +11,7 @@ import pytest
 
 import llmweb_plugin as lw
 from llmweb_plugin import _summaries as S
+from llmweb_plugin._summary_book import book
 from llmweb_plugin.testing import FlakyEmbedder, SeededEmbedder
 
 
@@ -125,7 +126,9 @@ def test_summaries_are_invisible_to_every_reader_of_records(store):
         _fill(mon, n=2)
         mon.record("a post", agent="a", step=1, kind="post")
     total = store.client.count(store.collection, exact=True).count
-    assert total > store.count()  # the summary points are there ...
+    assert total == store.count() == 19  # the summary points are beside, not in, the records
+    # 9 (step, agent) response keys and a post key, the manifest, the catalog
+    assert store.client.count(S.side_name(store.collection), exact=True).count == 10 + 1 + 1
     kinds = {r.kind for r in store.records()} | {r.kind for r in store.records("r", step=1)}
     assert "summary" not in kinds and len(store.records("r")) == 19 == store.count("r")
     hits = store.search("a at 1 says 0", k=100) + store.search(
@@ -140,7 +143,7 @@ def test_no_summaries_collection_falls_back_to_the_same_numbers(store, caplog):
         _fill(mon)
         live = mon.history()
     from qdrant_client import models
-    store.client.delete(store.collection, points_selector=models.FilterSelector(
+    store.client.delete(S.side_name(store.collection), points_selector=models.FilterSelector(
         filter=models.Filter(must=[models.FieldCondition(
             key="metadata.kind", match=models.MatchValue(value="summary"))])))
     assert S.stored_history(store, "r", ["response"]) is None
@@ -256,3 +259,205 @@ def test_llmweb_runs_from_summaries_equals_the_full_read(store):
         {**r, "first_norm": pytest.approx(r["first_norm"], abs=1e-12),
          "last_norm": pytest.approx(r["last_norm"], abs=1e-12)} if r["first_norm"] else r
         for r in fast]
+
+
+# ------------------------------------------------------------------ the side collection
+def test_langchain_qdrant_sees_only_the_records_of_a_monitored_folder(tmp_path):
+    """The user-facing bug: summary points came back as empty documents at score 0.0."""
+    from langchain_core.embeddings import Embeddings
+    from langchain_qdrant import QdrantVectorStore
+    from qdrant_client import models
+
+    from llmweb_plugin.embeddings import default_embedder
+
+    emb = default_embedder()
+
+    class LC(Embeddings):
+        def embed_documents(self, texts):
+            return emb.embed(texts).tolist()
+
+        def embed_query(self, text):
+            return emb.embed([text])[0].tolist()
+
+    texts = ["Bitcoin fell 5% overnight", "The ECB held rates", "Tomatoes need sun",
+             "Crypto markets are volatile", "Rain is expected tomorrow", "Chess openings matter"]
+    with lw.WebStore(tmp_path / "s", embedder=emb) as store:
+        with lw.CollapseMonitor(store, run_id="r", alarm_fraction=None) as mon:
+            for i, t in enumerate(texts):
+                mon.record(t, agent="ab"[i % 2], step=1 + i // 4, index=i)
+        assert store.client.count(store.collection, exact=True).count == 6 == store.count()
+        vs = QdrantVectorStore(client=store.client, collection_name=store.collection,
+                               embedding=LC())
+        hits = vs.similarity_search_with_score("bitcoin", k=20)
+        assert sorted(d.page_content for d, _ in hits) == sorted(texts)
+        assert {d.page_content for d, _ in hits[:2]} == {"Bitcoin fell 5% overnight",
+                                                         "Crypto markets are volatile"}
+        assert all(d.metadata["kind"] == "response" and s > 0.0 for d, s in hits)
+        flt = models.Filter(must=[models.FieldCondition(key="metadata.run_id",
+                                                        match=models.MatchValue(value="r"))])
+        hits = vs.similarity_search_with_score("bitcoin", k=20, filter=flt)
+        assert sorted(d.page_content for d, _ in hits) == sorted(texts)
+        summ, why = S.load_run(store, "r")  # the summaries are beside, and still read
+        assert why == "" and summ.n_records == 6
+
+
+@pytest.mark.parametrize("where", [":memory:", "folder", "edge"])
+def test_the_side_collection_is_made_beside_the_main_one_on_every_backend(where, tmp_path):
+    if where == "edge":
+        pytest.importorskip("qdrant_edge", reason="qdrant-edge-py is not installed (extra [edge])")
+    loc = ":memory:" if where == ":memory:" else tmp_path / "s"
+    kw = {"backend": "edge"} if where == "edge" else {}
+    store = lw.WebStore(loc, embedder=SeededEmbedder(16), distance="euclid", **kw)
+    side = S.side_name(store.collection)
+    try:
+        info = store.client.get_collection(side).config.params.vectors  # made at creation
+        assert (info.size, info.distance) == (16, store.distance)
+        with lw.CollapseMonitor(store, run_id="r", alarm_fraction=None) as mon:
+            _fill(mon, n=2)
+        store.add_texts(["q"], run_id="other", agent="b", step=1, kind="response")
+        assert store.client.count(store.collection, exact=True).count == 19 == store.count()
+        assert store.client.count(side, exact=True).count == 9 + 1 + 1 + 1 + 1  # keys, mans, cat
+        _same(S.stored_history(store, "r", ["response"]), _brute(store, "r"))
+        store.delete_run("r")
+        assert store.client.count(side, exact=True).count == 1 + 1 + 1
+        assert S.catalog(store) == {"runs": {"other": 1}, "complete": True}
+        if where != ":memory:":  # reopened for reading: the side is not taken for records
+            store.close()
+            store = lw.WebStore(loc, embedder=None, **kw)
+            assert store.collection == "llmweb__fake-seeded-32"
+            assert S.load_run(store, "other")[0].n_records == 1
+    finally:
+        store.close()
+
+
+class _FailingSide:
+    """Makes the next ``n`` summary writes into the side collection raise (a server gone after
+    the records landed); the *unsure* marks written before the records still land."""
+
+    def __init__(self, store, monkeypatch, n=1):
+        self.n, self.side, real = n, S.side_name(store.collection), store.client.upsert
+
+        def upsert(collection_name, points, **kw):
+            summary_write = any(str(p.id) == S.CATALOG_ID for p in points)
+            if collection_name == self.side and summary_write and self.n > 0:
+                self.n -= 1
+                raise ConnectionError("side write refused (test)")
+            return real(collection_name, points=points, **kw)
+
+        monkeypatch.setattr(store.client, "upsert", upsert)
+
+
+def test_a_failed_summary_write_after_the_records_falls_back_then_heals(store, monkeypatch,
+                                                                         caplog):
+    with lw.CollapseMonitor(store, run_id="r", alarm_fraction=None) as mon:
+        _fill(mon, steps=(1,))
+        mon.flush()
+        _FailingSide(store, monkeypatch)
+        with caplog.at_level(logging.WARNING, logger="llmweb_plugin._summaries"):
+            _fill(mon, steps=(2,))
+            mon.flush()
+        assert "are written with the next batch" in caplog.text
+        assert mon.stats.failed == 0 and store.count("r") == 36  # the records are stored
+        assert book(store).failed_writes == 1
+        summ, why = S.load_run(store, "r")
+        assert summ is None and "count 18 records but the store holds 36" in why
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="llmweb_plugin._summaries"):
+            hist = S.run_history(store, "r", ["response"])
+        assert "reads every record" in caplog.text
+        assert [h.n_records for h in hist] == [18, 18]
+        _same(hist, _brute(store, "r"))
+        _fill(mon, steps=(3,))  # the next batch writes the late summaries too
+    summ, why = S.load_run(store, "r")
+    assert why == "" and summ.n_records == 54
+    _same(S.stored_history(store, "r", ["response"]), _brute(store, "r"))
+
+
+def test_a_rewrite_whose_summaries_never_landed_leaves_the_run_untrusted(tmp_path, monkeypatch,
+                                                                          caplog):
+    """A count cannot see a stale re-written record: the manifest is marked first."""
+    folder = tmp_path / "s"
+    with (lw.WebStore(folder, embedder=SeededEmbedder(16)) as st,
+          lw.CollapseMonitor(st, run_id="r", alarm_fraction=None) as mon):
+        _fill(mon)
+        mon.flush()
+        _FailingSide(st, monkeypatch)
+        _fill(mon, shift=1)  # the same ids, other texts: counts unchanged
+        mon.flush()
+        summ, why = S.load_run(st, "r")
+        assert summ is None and "may miss a re-write" in why
+        _same(S.run_history(st, "r", ["response"]), _brute(st, "r"), tol=1e-6)
+        _fill(mon, shift=2)  # in the same process the next write clears it
+        mon.flush()
+        assert S.load_run(st, "r")[1] == ""
+        _same(S.stored_history(st, "r", ["response"]), _brute(st, "r"), tol=1e-6)
+        _FailingSide(st, monkeypatch)
+        _fill(mon, shift=3)
+    # closed before the late summaries were written: as if the process had stopped
+    with lw.WebStore(folder, embedder=SeededEmbedder(16)) as st:
+        with caplog.at_level(logging.WARNING, logger="llmweb_plugin._summaries"):
+            hist = S.run_history(st, "r", ["response"])
+        assert "may miss a re-write" in caplog.text
+        _same(hist, _brute(st, "r"))
+        with lw.CollapseMonitor(st, run_id="r", alarm_fraction=None) as mon:
+            _fill(mon, steps=(4,))  # a later writer cannot vouch for it either
+        summ, why = S.load_run(st, "r")
+        assert summ is None and "may miss a re-write" in why
+        assert [h.n_records for h in S.run_history(st, "r", ["response"])] == [18] * 4
+        target = lw.WebStore(":memory:", embedder=SeededEmbedder(16))
+        st.copy_to(target)  # the remedy the message names: summaries rebuilt from the records
+        assert S.load_run(target, "r")[1] == "" and target.count() == 72
+        _same(S.stored_history(target, "r", ["response"]), _brute(st, "r"))
+        target.close()
+
+
+def test_a_record_write_failing_during_a_rewrite_leaves_the_run_untrusted(store, monkeypatch):
+    with lw.CollapseMonitor(store, run_id="r", alarm_fraction=None) as mon:
+        _fill(mon, steps=(1,))
+    real = store.client.upsert
+
+    def upsert(collection_name, points, **kw):  # the second half of the records never lands
+        if collection_name == store.collection:
+            real(collection_name, points=points[: len(points) // 2], **kw)
+            raise ConnectionError("records cut short (test)")
+        return real(collection_name, points=points, **kw)
+
+    monkeypatch.setattr(store.client, "upsert", upsert)
+    recs = store.records("r", with_vectors=True)
+    with pytest.raises(ConnectionError):
+        store.upsert([lw.Record(text=r.text + "!", run_id="r", agent=r.agent, step=r.step,
+                                index=r.index, vector=-r.vector) for r in recs])
+    monkeypatch.undo()
+    store.add_texts(["more"], run_id="r", agent="a", step=2, kind="response")
+    summ, why = S.load_run(store, "r")
+    assert summ is None and "may miss a re-write" in why
+    _same(S.run_history(store, "r", ["response"]), _brute(store, "r"))
+
+
+def test_a_collection_with_summaries_inside_it_is_read_by_its_records(store, caplog):
+    """What an older llmweb wrote: the summary points in the main collection, no side."""
+    with lw.CollapseMonitor(store, run_id="r", alarm_fraction=None) as mon:
+        _fill(mon)
+        live = mon.history()
+    side = S.side_name(store.collection)
+    pts, _ = store.client.scroll(side, limit=1000, with_payload=True, with_vectors=True)
+    from qdrant_client import models
+    store.client.upsert(store.collection, points=[models.PointStruct(
+        id=p.id, vector=p.vector, payload=p.payload) for p in pts])
+    store.client.delete_collection(side)
+    store.__dict__.pop("_summary_book")
+    store.__dict__.pop("_side_ok")
+    assert store.count() == 54 and len(store.records()) == 54  # never a summary point
+    with caplog.at_level(logging.WARNING, logger="llmweb_plugin._summaries"):
+        assert S.load_run(store, "r")[0] is None
+        _same(S.run_history(store, "r", ["response"]), live)
+        from llmweb_plugin.cli import report as cli_report
+        assert cli_report._runs_from_summaries(store) is None
+    assert caplog.text.count("`llmweb store copy`") == 1  # one warning, naming the remedy
+    assert [r["records"] for r in cli_report.list_runs(store)] == [54]
+    target = lw.WebStore(":memory:", embedder=SeededEmbedder(16))
+    assert store.copy_to(target).copied == 54  # records only, summaries rebuilt there
+    assert target.client.count(target.collection, exact=True).count == 54
+    assert S.load_run(target, "r")[1] == ""
+    _same(S.stored_history(target, "r", ["response"]), live)
+    target.close()

@@ -154,7 +154,8 @@ def open_existing_store(
     try:
         names = sorted(c.name for c in client.get_collections().collections)
         if collection is None:
-            ours = [n for n in names if n.startswith("llmweb__")]
+            ours = [n for n in names  # not the summaries' side collections
+                    if n.startswith("llmweb__") and not n.endswith("__llmweb_summaries")]
             if len(ours) != 1:
                 raise LookupError(
                     f"{'no' if not ours else 'several'} llmweb collections in {where} "
