@@ -143,8 +143,9 @@ def test_lwd_fig2_quick_claims_are_decided_from_its_numbers(fig2_quick, tmp_path
     for c in o.claims:
         m = c.measured
         assert "plumbing" in c.detail
+        assert c.agrees is None  # fake agents never agree or disagree with the paper
         if c.published.id == "norm_falls":
-            assert c.agrees is lwd_fig2.decide_trend({"verdict": m["verdict"]})[0]
+            assert m["rule_says"] is lwd_fig2.decide_trend({"verdict": m["verdict"]})[0]
         elif c.published.id.startswith("window_ratio"):
             lo, hi = m["window"]
             early = window_mean(norms, range(1, T + 1), 1, 10)
@@ -154,10 +155,11 @@ def test_lwd_fig2_quick_claims_are_decided_from_its_numbers(fig2_quick, tmp_path
             if np.isfinite(late).any():
                 assert math.isclose(m["ratio"], late.mean() / early.mean())
             assert m["complete"] == (T >= hi)
-            assert c.agrees is lwd_fig2.decide_ratio(m["published_ratio"],
-                                                     tuple(m["interval"]), m["complete"])[0]
+            assert m["rule_says"] is lwd_fig2.decide_ratio(m["published_ratio"],
+                                                           tuple(m["interval"]),
+                                                           m["complete"])[0]
         else:
-            assert c.agrees is lwd_fig2.decide_verdict(m["verdict"])[0]
+            assert m["rule_says"] is lwd_fig2.decide_verdict(m["verdict"])[0]
     path = tmp_path / "fig2.png"
     o.draw(str(path))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
