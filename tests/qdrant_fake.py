@@ -1,7 +1,8 @@
 """A small Qdrant REST endpoint on 127.0.0.1 for tests, which fails on purpose when told to.
 
 It speaks the part of Qdrant's HTTP API a :class:`~llmweb_plugin.store.WebStore` uses (server
-version, collection exists / create / info / list, payload index, upsert, scroll, count) over a
+version, collection exists / create / info / list, payload index, upsert, scroll, count,
+delete) over a
 real socket, and keeps what it was sent, so a test can check what reached "the server" against
 what was recorded. It is a test double of the server only: the client is the real qdrant-client.
 
@@ -196,6 +197,13 @@ class FakeQdrant:
                 return 200, [{"id": p["id"], "payload": p["payload"],
                               **({"vector": p["vector"]} if vec else {})}
                              for i in body.get("ids", []) if (p := col["points"].get(str(i)))]
+            if rest == ["points", "delete"] and method == "POST":
+                gone = [pid for pid, p in col["points"].items()
+                        if (pid in {str(i) for i in body["points"]} if "points" in body
+                            else _matches(p["payload"], body.get("filter")))]
+                for pid in gone:
+                    del col["points"][pid]
+                return 200, {"operation_id": 1, "status": "completed"}
             if rest == ["points", "count"]:
                 hits = [p for p in col["points"].values() if _matches(p["payload"], body.get("filter"))]
                 return 200, {"count": len(hits)}

@@ -84,6 +84,21 @@ def test_a_server_refusing_a_tenant_index_gets_a_plain_keyword_index(fake, caplo
     assert "unknown field `is_tenant`" in caplog.text
 
 
+def test_summaries_live_beside_the_records_and_delete_run_clears_both(fake):
+    from llmweb_plugin import _summaries as S
+
+    with _store(fake) as store:
+        assert set(fake.collections) == {"c", "c__llmweb_summaries"}
+        store.upsert(_records(5) + _records(3, run="r2"))
+        assert _record_ids(fake) == set(fake.points("c"))  # only records in the main one
+        assert len(fake.points("c")) == 8 and len(fake.points("c__llmweb_summaries")) == 5
+        assert S.load_run(store, "r1")[0].n_records == 5
+        store.delete_run("r1")
+        assert store.count() == 3 and S.load_run(store, "r1")[0] is None
+        assert S.catalog(store) == {"runs": {"r2": 3}, "complete": True}
+        assert len(fake.points("c__llmweb_summaries")) == 3  # r2's key, manifest; the catalog
+
+
 # ------------------------------------------------------------------ retries
 @pytest.mark.parametrize("fault, n", [("503", 3), ("429", 2), ("reset", 2)])
 def test_transient_errors_are_retried_and_every_record_lands_once(fake, fault, n):
