@@ -314,6 +314,10 @@ def test_cli_list_through_python_m():
     (["nope"], "unknown target 'nope'"),
     ([], "give a TARGET"),
     (["ghost"], "'ghost' is registered but not part of this build"),
+    (["lwd-fig4", "--agents", "a=m:x"], "unknown option(s)"),  # a target without agents
+    (["lwd-fig4", "--paper"], "'paper'"),
+    (["lwd-fig2", "--steps", "0"], "--steps must be >= 1; got 0"),
+    (["lwd-fig2", "--quick", "--agents", "a=m:x,b=m:y"], "leave quick out"),
 ])
 def test_cli_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, fake_target, argv,
                                                     message):
@@ -329,3 +333,13 @@ def test_cli_flag_of_the_wrong_type_is_refused_by_name(tmp_path, capsys):
     assert info.value.code == 2
     assert "--replicates" in capsys.readouterr().err
     assert _files(tmp_path) == []
+
+
+def test_cli_passes_the_web_flags_to_the_target(tmp_path, capsys):
+    # lwd-fig2 --quick (fake agents): --steps and --responses reach the target's settings
+    rc = main(["reproduce", "lwd-fig2", "--quick", "--steps", "7", "--responses", "2",
+               "--out", str(tmp_path)])
+    assert rc == 0
+    got = json.loads((tmp_path / "lwd-fig2" / "result.json").read_text(encoding="utf-8"))
+    assert got["settings"]["n_steps"] == 7 and got["settings"]["responses_per_step"] == 2
+    assert all(c["agrees"] is None for c in got["claims"])  # fake agents: plumbing only

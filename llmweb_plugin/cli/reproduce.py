@@ -5,6 +5,7 @@ Usage::
     llmweb reproduce --list
     llmweb reproduce lwd-fig4                       # 200 replicates, ./llmweb-reproduce/lwd-fig4/
     llmweb reproduce companion-silo --quick --out repro --seed 3
+    llmweb reproduce lwd-fig2 --agents a=my_agents:a --agents b=my_agents:b --agents c=my_agents:c --paper
 
 Prints the comparison table (claim | published (source) | ours with interval | agrees?), names
 every claim our numbers contradict, and writes ``OUT/TARGET/figure.png``, ``comparison.md`` and
@@ -39,7 +40,34 @@ def add_parser(subparsers: Any) -> None:
                    help="output folder; files go to OUT/TARGET/ (default: %(default)s)")
     p.add_argument("--quick", action="store_true",
                    help="the target's small scale (for CI; under a minute)")
+    web = p.add_argument_group("LLM-web targets (lwd-fig2, mas-topology)")
+    web.add_argument("--agents", action="append", metavar="NAME=MODULE:ATTR",
+                     help="an agent by import path, as in llmweb run --agents (repeat, or "
+                          "comma-separate; lwd-fig2)")
+    web.add_argument("--paper", action="store_true",
+                     help="the paper's scale L=40, T=60 (lwd-fig2; hours on local models)")
+    web.add_argument("--steps", "-T", type=int, metavar="T", help="steps T of the web")
+    web.add_argument("--responses", "-L", type=int, metavar="L",
+                     help="answers per agent per step L")
     p.set_defaults(func=run_reproduce)
+
+
+def _target_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The target-specific flags that were given, as ``reproduce(**options)``; a target that
+    does not take one refuses it by name."""
+    opts: dict[str, Any] = {}
+    if args.agents:
+        specs = [s.strip() for a in args.agents for s in a.split(",") if s.strip()]
+        opts["agents"] = specs
+    if args.paper:
+        opts["paper"] = True
+    for flag in ("steps", "responses"):
+        value = getattr(args, flag)
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"--{flag} must be at least 1 (got {value})")
+            opts[flag] = value
+    return opts
 
 
 def _list() -> int:
@@ -66,8 +94,8 @@ def run_reproduce(args: argparse.Namespace) -> int:
         if not args.target:
             raise ValueError("give a TARGET (llmweb reproduce --list shows them)")
         result = reproduce(args.target, replicates=args.replicates, out=args.out,
-                           quick=args.quick, rng=args.seed)
-    except ValueError as exc:
+                           quick=args.quick, rng=args.seed, **_target_options(args))
+    except (ValueError, TypeError) as exc:
         print(f"llmweb reproduce: error: {exc}", file=sys.stderr)
         return 2
     s = result.settings
