@@ -271,11 +271,13 @@ class WebStore:
     # ------------------------------------------------------------------ setup
     def _adopt_collection(self, collection: str | None, *, keep_distance: bool) -> None:
         """Open an existing collection, taking its vector size (and distance) from it."""
-        names = sorted(c.name for c in self.client.get_collections().collections)
+        side = _summaries.is_side  # summaries' collections are neither listed nor picked
+        names = [n for n in sorted(c.name for c in self.client.get_collections().collections)
+                 if not side(n)]
         if collection is None:
-            ours = [n for n in names if n.startswith("llmweb__") and not _summaries.is_side(n)]
+            ours = [n for n in names if n.startswith("llmweb__")]
             if len(ours) != 1:
-                lost = (_unlisted_collections(self._folder, names)
+                lost = ([n for n in _unlisted_collections(self._folder, names) if not side(n)]
                         if self._folder is not None else [])
                 hint = (f" The folder also holds data of collections its meta.json does not list: "
                         f"{', '.join(map(repr, lost))}; pass collection=NAME and dim= (its "
