@@ -33,7 +33,8 @@ def add_parser(subparsers: Any) -> None:
         "against the published claims, and write figure.png, comparison.md and result.json.",
     )
     p.add_argument("target", nargs="?", metavar="TARGET",
-                   help="what to reproduce (llmweb reproduce --list shows the targets)")
+                   help="what to reproduce (default: none; llmweb reproduce --list shows the "
+                        "targets)")
     p.add_argument("--list", action="store_true", help="list the targets and exit")
     add_common_options(p, replicates=Default(shown="the target's"), seed=0)
     p.add_argument("--out", default="llmweb-reproduce",
@@ -43,12 +44,13 @@ def add_parser(subparsers: Any) -> None:
     web = p.add_argument_group("LLM-web targets (lwd-fig2, mas-topology)")
     web.add_argument("--agents", action="append", metavar="NAME=MODULE:ATTR",
                      help="an agent by import path, as in llmweb run --agents (repeat, or "
-                          "comma-separate; lwd-fig2)")
+                          "comma-separate; lwd-fig2) (default: local SmolLM2 agents)")
     web.add_argument("--paper", action="store_true",
                      help="the paper's scale L=40, T=60 (lwd-fig2; hours on local models)")
-    web.add_argument("--steps", "-T", type=int, metavar="T", help="steps T of the web")
+    web.add_argument("--steps", "-T", type=int, metavar="T",
+                     help="steps T (default: the target's)")
     web.add_argument("--responses", "-L", type=int, metavar="L",
-                     help="answers per agent per step L")
+                     help="answers per agent per step L (default: the target's)")
     p.set_defaults(func=run_reproduce)
 
 

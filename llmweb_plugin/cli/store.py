@@ -31,7 +31,7 @@ def add_parser(subparsers: Any) -> None:
     """Register ``llmweb store`` (with its ``copy`` action) on the main parser."""
     p = subparsers.add_parser("store", help="manage Qdrant stores: copy a run between them",
                               description=__doc__.split("\n\n")[0])
-    actions = p.add_subparsers(dest="store_action", metavar="ACTION",
+    actions = p.add_subparsers(dest="store_action", metavar="ACTION", required=True,
                                help="what to do with the store (copy)")
     c = actions.add_parser("copy", help="copy a run (or a collection) from SRC to DST",
                            description="Copy a run or a whole collection between two stores "
