@@ -18,7 +18,6 @@ which overwrite what they had written: the store ends with exactly ``|A(0)| + n 
 from __future__ import annotations
 
 import operator
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, TypedDict
 
@@ -34,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from llmweb_plugin.metrics import StepMetrics
+from llmweb_langgraph._monitors import RunMonitors
 from llmweb_plugin.monitor import CollapseMonitor, new_run_id
 from llmweb_plugin.store import WebStore
 from llmweb_plugin.web import (
@@ -97,10 +97,14 @@ class WebGraph(StateGraph):  # type: ignore[type-arg]
     Attributes:
         web_config: the validated :class:`~llmweb_plugin.web.WebConfig`.
         run_id: the fixed run id, or ``None`` when each invocation starts a fresh run.
+        monitors: the runs' monitors; the ones the graph made are closed after their run's last
+            step or a failed node (``monitors.open_runs()`` lists those still open, e.g. of a
+            run paused by an interrupt; ``monitors.close()`` closes them).
     """
 
     web_config: WebConfig
     run_id: str | None
+    monitors: RunMonitors
 
     def compile(self, checkpointer: Any = None, **kwargs: Any) -> Any:  # noqa: D102
         if kwargs.get("name") is None:
@@ -149,7 +153,9 @@ def create_web_graph(
         temperatures: optional per-agent temperatures (applied to chat models that have one).
         mitigations: :class:`~llmweb_plugin.web.WebHook` objects, called in order.
         monitor: the :class:`~llmweb_plugin.monitor.CollapseMonitor` to record through; by
-            default one is made per run on ``store``.
+            default one is made per run on ``store``, flushed and closed after the run's last
+            step or when a node fails (a resume makes a new one). A monitor passed here is
+            yours: the graph never closes it.
         run_id: the run id; default the monitor's, else a fresh one per invocation.
         rng: an int seed (reproducible), a ``numpy`` Generator or ``None`` (fresh).
         on_step: called with each step's :class:`~llmweb_plugin.metrics.StepMetrics` (e.g. a
@@ -201,23 +207,8 @@ def create_web_graph(
                              f"{monitor.run_id!r}; pass one of them")
         run_id = monitor.run_id
     qvec = query_vector_for(store, web)
-    monitors: dict[str, CollapseMonitor] = {}
-    if monitor is not None:
-        monitors[monitor.run_id] = monitor
-    lock = threading.Lock()
+    monitors = RunMonitors(store, monitor)  # own ones closed after each run (_monitors.py)
     cache = WebCache()  # the step's web, read once and shared by the step's agent tasks
-
-    def get_monitor(rid: str) -> CollapseMonitor:
-        with lock:
-            mon = monitors.get(rid)
-            if mon is None:
-                if monitor is not None:
-                    raise ValueError(
-                        f"this checkpoint belongs to run {rid!r} but the monitor records run "
-                        f"{monitor.run_id!r}; resume with monitor=None or a monitor for {rid!r}"
-                    )
-                mon = monitors[rid] = CollapseMonitor(store, run_id=rid)
-            return mon
 
     def check_state(state: Mapping[str, Any]) -> None:
         if list(state.get("agents") or []) != list(web.agents):
@@ -234,15 +225,17 @@ def create_web_graph(
             )
         rid = run_id or new_run_id("web")
         seed = resolve_seed(rng)
-        start_run(web, get_monitor(rid))
+        with monitors.use(rid) as mon:
+            start_run(web, mon)
         nbrs = web.resolve_topology(seed)
         return {"run_id": rid, "seed": seed, "agents": list(web.agents),
                 "neighbours": {a: sorted(n) for a, n in nbrs.items()}, "step": 0}
 
     def dispatch(state: WebState) -> dict[str, Any]:
-        check_state(state)
-        t = int(state.get("step", 0)) + 1
-        begin_step(hooks, get_monitor(state["run_id"]), seed=state["seed"], step=t)
+        with monitors.use(state["run_id"]) as mon:
+            check_state(state)
+            t = int(state.get("step", 0)) + 1
+            begin_step(hooks, mon, seed=state["seed"], step=t)
         return {"step": t}
 
     def fan_out(state: WebState) -> list[Send]:
@@ -255,20 +248,23 @@ def create_web_graph(
         ]
 
     def agent(task: AgentTask, config: RunnableConfig) -> dict[str, Any]:
-        if task["agent"] not in responders:
-            raise ValueError(f"this checkpoint's run has an agent {task['agent']!r}; the graph "
-                             f"was built with {list(web.agents)}. Resume with the same agents "
-                             "in the same order.")
-        mon = get_monitor(task["run_id"])
-        post = run_agent(web, responders[task["agent"]], mon, hooks, seed=task["seed"],
-                         step=task["step"], agent=task["agent"], post_agents=task["post_agents"],
-                         parent_config=config, query_vector=qvec, cache=cache)
+        with monitors.use(task["run_id"]) as mon:
+            if task["agent"] not in responders:
+                raise ValueError(f"this checkpoint's run has an agent {task['agent']!r}; the "
+                                 f"graph was built with {list(web.agents)}. Resume with the same "
+                                 "agents in the same order.")
+            post = run_agent(web, responders[task["agent"]], mon, hooks, seed=task["seed"],
+                             step=task["step"], agent=task["agent"],
+                             post_agents=task["post_agents"], parent_config=config,
+                             query_vector=qvec, cache=cache)
         return {"posts": [post] if post is not None else []}
 
     def metrics(state: WebState) -> dict[str, Any]:
-        mon = get_monitor(state["run_id"])
-        m = end_step(store, mon, hooks, seed=state["seed"], step=state["step"], cache=cache)
-        notify_step(on_step, m, mon)
+        with monitors.use(state["run_id"]) as mon:
+            m = end_step(store, mon, hooks, seed=state["seed"], step=state["step"], cache=cache)
+            notify_step(on_step, m, mon)
+            if int(state["step"]) >= web.n_steps:  # the run's last step: close its own monitor
+                monitors.finish(state["run_id"])
         return {"history": [m.as_dict()]}
 
     def next_step(state: WebState) -> str:
@@ -286,4 +282,5 @@ def create_web_graph(
     graph.add_conditional_edges("metrics", next_step, ["dispatch", END])
     graph.web_config = web
     graph.run_id = run_id
+    graph.monitors = monitors
     return graph
