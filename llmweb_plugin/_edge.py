@@ -42,6 +42,8 @@ from typing import Any
 
 from qdrant_client import models
 
+from ._write import Rows
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("local", "edge")
@@ -424,20 +426,32 @@ class EdgeClient:
                      collection_name)
 
     # -------------------------------------------------------------- writes
+    #: ``WebStore`` hands record batches over as ``_write.Rows`` (ids, one array, payloads)
+    takes_rows = True
+
     def upsert(self, collection_name: str, points: Sequence[Any], wait: bool = True,
                **_: Any) -> None:
+        if isinstance(points, Rows):
+            return self.upsert_arrays(collection_name, points.ids, points.vectors,
+                                      points.payloads, plain=points.plain)
         qe = self._qe
         shard = self._shard(collection_name)
         shard.update(qe.UpdateOperation.upsert_points(
             [qe.Point(p.id, _vector(p.vector), _packed(p.payload)) for p in points]))
 
     def upsert_arrays(self, collection_name: str, ids: Sequence[str], vectors: Any,
-                      payloads: Sequence[dict[str, Any]]) -> None:
-        """Upsert rows of a float32 array (shape ``(n, dim)``) without building ``PointStruct``s."""
+                      payloads: Sequence[dict[str, Any]], *, plain: bool = False) -> None:
+        """Upsert rows of a float32 array (shape ``(n, dim)``) without building ``PointStruct``s.
+
+        ``plain``: the caller knows no payload has ``metadata.llmweb_*`` keys (nothing to pack).
+        """
         qe = self._qe
+        Point = qe.Point
         rows = vectors.tolist()
+        if not plain:
+            payloads = [_packed(p) for p in payloads]
         self._shard(collection_name).update(qe.UpdateOperation.upsert_points(
-            [qe.Point(i, v, _packed(p)) for i, v, p in zip(ids, rows, payloads)]))
+            [Point(i, v, p) for i, v, p in zip(ids, rows, payloads)]))
 
     def delete(self, collection_name: str, points_selector: Any, wait: bool = True,
                **_: Any) -> None:

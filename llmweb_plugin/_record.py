@@ -9,6 +9,7 @@ import the public names from :mod:`llmweb_plugin.store`.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import math
 import uuid
 from collections.abc import Mapping
@@ -26,9 +27,21 @@ RESERVED_METADATA: frozenset[str] = frozenset(
 _NAMESPACE = uuid.UUID("9b3e6f0c-2f55-5f43-9a57-6c6c6d776562")
 
 
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+
+
 def point_id(run_id: str, agent: str, step: int, kind: str, index: int) -> str:
-    """The deterministic point id of a record: ``uuid5`` of its provenance."""
-    return str(uuid.uuid5(_NAMESPACE, f"{run_id}|{agent}|{int(step)}|{kind}|{int(index)}"))
+    """The deterministic point id of a record: ``uuid5`` of its provenance.
+
+    The same string as ``str(uuid.uuid5(namespace, name))``, computed without building a
+    ``UUID`` (a quarter of the time: ingest computes one per record).
+    """
+    name = f"{run_id}|{agent}|{int(step)}|{kind}|{int(index)}"
+    b = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8")).digest()[:16])
+    b[6] = (b[6] & 0x0F) | 0x50  # version 5
+    b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _jsonable(value: Any) -> Any:

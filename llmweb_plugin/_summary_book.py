@@ -30,6 +30,7 @@ from ._summaries import (
     side_name,
     summary_id,
 )
+from ._write import Rows
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +150,11 @@ class SummaryBook:
             assert self._catalog is not None
             new: dict[Key, KeyStats] = {}
             # records already counted under their id are re-writes: read the old ones back
-            ids = [str(p.id) for p in points_in]
-            payloads = [p.payload for p in points_in]
+            if isinstance(points_in, Rows):  # the store's own batch: its columns as they are
+                ids, payloads = points_in.ids, points_in.payloads
+            else:
+                ids = [str(p.id) for p in points_in]
+                payloads = [p.payload for p in points_in]
             again = [pid for pid, r, k in zip(ids, recs, keys) if self._keys[k].has(int(r.index))]
             rewrites = {k[0] for r, k in zip(recs, keys) if self._keys[k].has(int(r.index))}
             old = (self._retrieve(again, vectors=True, collection=self.store.collection)

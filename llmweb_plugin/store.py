@@ -50,10 +50,10 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from . import _edge, _summaries, _summary_book
+from . import _edge, _summaries, _summary_book, _write
 from ._copy import CopyResult, copy_points
 from ._local_folder import _check_local_folder, _unlisted_collections
-from ._record import _KIND_ORDER, KINDS, RESERVED_METADATA, WEB_KINDS, Record, _sort_key, point_id
+from ._record import KINDS, RESERVED_METADATA, WEB_KINDS, Record, _sort_key, point_id
 from ._server import RetryPolicy, WriteStats, _Writer, ensure_payload_indexes
 from .embeddings import Embedder, check_embedder, default_embedder
 
@@ -359,36 +359,17 @@ class WebStore:
             vectors: optional array of shape ``(n_records, dim)`` overriding ``Record.vector``.
         """
         recs = list(records)
-        if vectors is not None:
-            vectors = np.asarray(vectors, dtype=np.float32)
-            if vectors.shape != (len(recs), self.dim):
-                raise ValueError(
-                    f"vectors has shape {vectors.shape}; expected ({len(recs)}, {self.dim})"
-                )
-        rows = []
-        for i, rec in enumerate(recs):
-            if rec.kind not in _KIND_ORDER:
-                raise ValueError(f"kind must be one of {KINDS}; got {rec.kind!r}")
-            vec = vectors[i] if vectors is not None else rec.vector
-            if vec is None:
-                raise ValueError(f"record {rec.point_id} has no vector; embed it first")
-            vec = np.asarray(vec, dtype=np.float32).reshape(-1)
-            if vec.shape[0] != self.dim:
-                raise ValueError(f"vector of size {vec.shape[0]}; this store holds {self.dim}-d")
-            if not np.all(np.isfinite(vec)):
-                raise ValueError(f"record {rec.point_id} has a non-finite vector")
-            rows.append(vec)
-        stored = self.as_stored(np.stack(rows)) if rows else np.zeros((0, self.dim), np.float32)
-        points = [models.PointStruct(id=rec.point_id, vector=vec.tolist(), payload=rec.payload())
-                  for rec, vec in zip(recs, stored)]
+        V = _write.prepare(recs, vectors, self.dim)
+        stored = self.as_stored(V) if len(V) else V
+        points = _write.rows(recs, stored)  # ids and payloads computed once, vectors as one array
         with self._lock:
             self._check_open()  # the records, then their summaries in the side collection
             _summary_book.book(self).write(recs, stored, points, self._put)
         return len(recs)
 
-    def _put(self, collection: str, points: Sequence[models.PointStruct]) -> None:
+    def _put(self, collection: str, points: Sequence[Any]) -> None:
         for start in range(0, len(points), _UPSERT_BATCH):
-            batch = points[start : start + _UPSERT_BATCH]
+            batch = _write.for_client(self.client, points[start : start + _UPSERT_BATCH])
             self._writer.call(lambda b=batch: self.client.upsert(  # type: ignore[misc]
                 collection, points=b, wait=True), what=f"writing {len(batch)} point(s)")
 
