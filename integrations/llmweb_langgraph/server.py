@@ -250,8 +250,9 @@ def _store_for(settings: ServerSettings) -> WebStore:
 def web_graph_for(settings: ServerSettings) -> WebGraph:
     """The uncompiled web graph of ``settings``: built once per process and settings, reused.
 
-    Reusing it keeps one monitor per run across the server's calls (a run's every step) and one
-    store per folder (an embedded Qdrant folder can be opened once per process). Blocking
+    Reusing it keeps one monitor per run across the server's calls (a run's every step; the
+    graph closes it after the run's last step or a failed node, so runs leave no threads behind)
+    and one store per folder (an embedded Qdrant folder can be opened once per process). Blocking
     (imports, opening the store, loading models): call it off the event loop.
     """
     from llmweb_plugin.cli.run import load_agent
@@ -297,6 +298,8 @@ async def make_web_graph(config: RunnableConfig) -> WebGraph:
 @atexit.register
 def _close_stores() -> None:
     with _lock:
+        for graph in _graphs.values():  # runs paused mid-way: flush their monitors first
+            graph.monitors.close()
         for store in _stores.values():
             try:
                 store.close()

@@ -32,8 +32,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "llmweb_langgraph needs LangGraph: pip install 'llmweb-plugin[langgraph]'"
     ) from exc
 
-from llmweb_plugin.metrics import StepMetrics
 from llmweb_langgraph._monitors import RunMonitors
+from llmweb_plugin.metrics import StepMetrics
 from llmweb_plugin.monitor import CollapseMonitor, new_run_id
 from llmweb_plugin.store import WebStore
 from llmweb_plugin.web import (

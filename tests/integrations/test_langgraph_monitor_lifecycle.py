@@ -184,3 +184,34 @@ def test_a_run_paused_by_interrupts_keeps_its_monitor_until_its_last_step(store,
     assert_complete(store, out)
     assert len(created) == 1 and is_closed(created[0]) and monitor_threads(created) == []
     assert graph.builder.monitors.open_runs() == []
+
+
+def test_the_server_factorys_cached_graph_leaves_no_monitor_per_run(monkeypatch, created,
+                                                                    tmp_path) -> None:
+    from llmweb_langgraph import server
+
+    monkeypatch.setenv("LLMWEB_AGENTS",
+                       "a=llmweb_plugin.web:EchoAgent,b=llmweb_plugin.web:EchoAgent")
+    monkeypatch.setenv("LLMWEB_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("LLMWEB_EMBEDDER", "llmweb_plugin.testing:SeededEmbedder")
+    monkeypatch.setattr(server, "_graphs", {})  # this test's own cache, store and graph
+    monkeypatch.setattr(server, "_stores", {})
+    conf = {"llmweb_steps": 2, "llmweb_responses": 1, "llmweb_seed": 3}
+    saver = InMemorySaver()  # the server's checkpointer, shared by its runs
+    try:
+        for i in range(4):  # as the server does: the factory per run, compiled, run
+            config = {"configurable": {**conf, "thread_id": f"s{i}"}}
+            graph = asyncio.run(server.make_web_graph(config))
+            out = asyncio.run(graph.compile(checkpointer=saver).ainvoke({}, config))
+            assert len(out["history"]) == 2
+            assert monitor_threads(created) == [] and len(created) == i + 1
+        assert all(is_closed(m) for m in created)
+        # a run paused by an interrupt holds its monitor; the server's exit closes it
+        config = {"configurable": {**conf, "thread_id": "paused"}}
+        paused = asyncio.run(server.make_web_graph(config)).compile(
+            checkpointer=saver, interrupt_after=["dispatch"])
+        paused.invoke({}, config)
+        assert len(monitor_threads(created)) == 2 and not is_closed(created[-1])
+    finally:
+        server._close_stores()
+    assert all(is_closed(m) for m in created) and monitor_threads(created) == []
