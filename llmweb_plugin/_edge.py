@@ -202,10 +202,16 @@ def _pack(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _pack(v) for k, v in value.items()}
     if isinstance(value, list):
-        if len(value) >= _PACK_MIN and all(type(x) is float for x in value):
+        types = set(map(type, value))
+        if len(value) >= _PACK_MIN and types == {float}:
             return _PACK_TAG + base64.b64encode(struct.pack(f"<{len(value)}d", *value)).decode()
+        if all(t in _SCALARS for t in types):  # nothing inside to pack
+            return list(value)
         return [_pack(v) for v in value]
     return value
+
+
+_SCALARS = frozenset({int, float, str, bool, type(None)})
 
 
 def _unpack(value: Any) -> Any:

@@ -52,6 +52,7 @@ class _Item:
     metadata: Mapping[str, Any]
     created_at: str
     error: str = ""  # why it failed, once it has
+    pid: str = ""  # the point id (computed once by record())
 
     def describe(self) -> str:
         where = f"agent {self.agent!r}, step {self.step}, {self.kind} #{self.index}"
@@ -255,12 +256,13 @@ class _IngestWorker(_Intake):
         """Upsert ``batch``; failing records fail alone. True if a newer step was reached."""
         recs = [
             Record(text=it.text, run_id=self.run_id, agent=it.agent, step=it.step, kind=it.kind,
-                   index=it.index, metadata=it.metadata, created_at=it.created_at, vector=v)
-            for it, v in zip(batch, vecs)
+                   index=it.index, metadata=it.metadata, created_at=it.created_at, id=it.pid)
+            for it in batch
         ]
-        positions = list(range(len(batch)))
-        done, bad = _bisect(positions, lambda pos: self.store.upsert([recs[i] for i in pos]),
-                            budget=_budget(len(batch)))
+        positions = list(range(len(batch)))  # the vectors go as one array, not row by row
+        done, bad = _bisect(positions, lambda pos: self.store.upsert(
+            [recs[i] for i in pos], vecs if len(pos) == len(recs) else vecs[pos]),
+            budget=_budget(len(batch)))
         with self._lock:
             prev_max = self._max_step
             by_step: dict[int, list[int]] = {}  # one accumulator call per step, not per record

@@ -35,6 +35,7 @@ llmweb wrote *inside* it is read by its records, with one warning.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import uuid
@@ -157,13 +158,19 @@ class KeyStats:
 
     # -- indices
     def has(self, index: int) -> bool:
-        for a, b in self.ranges:
+        r = self.ranges
+        if len(r) == 1:  # the common case: indices written in order, one range
+            return r[0][0] <= index < r[0][1]
+        for a, b in r:
             if a <= index < b:
                 return True
         return False
 
     def _add_index(self, index: int) -> None:
         r = self.ranges
+        if len(r) == 1 and index == r[0][1]:  # the next index of the only range
+            r[0][1] = index + 1
+            return
         for i, (a, b) in enumerate(r):
             if index == b:
                 r[i][1] = b + 1
@@ -220,10 +227,12 @@ class KeyStats:
                 self.tags[t] = self.tags.get(t, 0) + sign
                 if self.tags[t] == 0:
                     del self.tags[t]
-        self._count(self.ctx, _num_key(meta.get("context_size")), sign, "ctx_overflow")
+        if "context_size" in meta:
+            self._count(self.ctx, _num_key(meta["context_size"]), sign, "ctx_overflow")
         if "query" in meta:
             self._count(self.queries, str(meta["query"]), sign, "queries_overflow")
-        self._usage(meta, sign)
+        if "usage" in meta or "usage_input_tokens" in meta or "usage_output_tokens" in meta:
+            self._usage(meta, sign)
         c = meta.get("created_at")
         if sign > 0 and isinstance(c, str) and c:
             self.created = [min(self.created[0], c), max(self.created[1], c)] if self.created \
@@ -265,19 +274,30 @@ class KeyStats:
             self.usage[k] = self.usage.get(k, 0) + sign * v
 
     def sample_add(self, h: int, index: int) -> None:
-        s = self.sample
-        if (len(s) < SAMPLE_K or h < s[-1][0]) and not any(e[0] == h for e in s):
-            s.append([h, index])
-            s.sort()
-            del s[SAMPLE_K:]
+        s = self.sample  # sorted
+        if len(s) < SAMPLE_K or h < s[-1][0]:
+            i = bisect.bisect_left(s, [h])  # the first entry whose hash is >= h
+            if i == len(s) or s[i][0] != h:
+                s.insert(i, [h, index])
+                del s[SAMPLE_K:]
 
     # -- persistence
     def copy(self) -> KeyStats:
-        return KeyStats.from_payload(self.to_payload())
+        """A deep copy (what ``from_payload(to_payload())`` gives, without the round trip)."""
+        def arr(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.array(a, dtype=np.float64)
+        return KeyStats(
+            n=self.n, ranges=[list(r) for r in self.ranges], shift=arr(self.shift),
+            sum=arr(self.sum), sumsq=self.sumsq, unit_sum=arr(self.unit_sum),
+            n_unit=self.n_unit, n_zero=self.n_zero, sample=[list(e) for e in self.sample],
+            tags=dict(self.tags), ctx=dict(self.ctx), queries=dict(self.queries),
+            queries_overflow=self.queries_overflow, ctx_overflow=self.ctx_overflow,
+            usage=dict(self.usage), calls=list(self.calls), usage_exact=self.usage_exact,
+            created=list(self.created))
 
     def to_payload(self) -> dict[str, Any]:
         def arr(a: np.ndarray | None) -> list[float] | None:
-            return None if a is None else [float(x) for x in a]
+            return None if a is None else np.asarray(a, dtype=np.float64).tolist()
         return {
             "version": _VERSION, "n": self.n, "ranges": [list(r) for r in self.ranges],
             "shift": arr(self.shift), "sum": arr(self.sum), "sumsq": self.sumsq,

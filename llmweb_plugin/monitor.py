@@ -74,7 +74,7 @@ from ._validate import _check_index, _check_step, _check_str, _repair_surrogates
 from .embeddings import Embedder, check_embedder, default_embedder
 from .exporters import ExporterHub
 from .metrics import StepAccumulator, StepMetrics
-from .store import KINDS, RESERVED_METADATA, WEB_KINDS, Record, WebStore
+from .store import KINDS, RESERVED_METADATA, WEB_KINDS, Record, WebStore, point_id
 from .trend import CollapseTrend, CollapseVerdict, collapse_trend, collapse_verdict
 
 __all__ = ["AlarmEvent", "CollapseMonitor", "MonitorError", "MonitorStats", "new_run_id"]
@@ -348,12 +348,12 @@ class CollapseMonitor(_IngestWorker):
             else:
                 self._next_index[key] = max(self._next_index[key], index + 1)
             item = _Item(text, agent, step, kind, index, meta,
-                         _dt.datetime.now(_dt.timezone.utc).isoformat())
+                         _dt.datetime.now(_dt.timezone.utc).isoformat(),
+                         pid=point_id(self.run_id, agent, step, kind, index))  # once per record
             self._ensure_worker()
         if not self._enqueue(item):  # the queue is full: a counted drop (see _intake.py)
             return None
-        return Record(text=text, run_id=self.run_id, agent=agent, step=step, kind=kind,
-                      index=int(index)).point_id
+        return item.pid
 
     def record_many(
         self, texts: Sequence[str], *, agent: str, step: int | None = None,
