@@ -98,16 +98,17 @@ def _unit_rows(vectors: np.ndarray) -> np.ndarray:
     stays zero (Qdrant keeps it; the metrics count it in ``n_zero_vectors``).
     """
     V = np.array(vectors, dtype=np.float32, copy=True).reshape(len(vectors), -1)
-    for i in range(V.shape[0]):
-        row = V[i]
-        n = np.linalg.norm(row)
-        if n == 1.0 or not np.any(row):
-            continue
-        w = row.astype(np.float64)
-        w /= np.max(np.abs(w))
-        u = (w / np.linalg.norm(w)).astype(np.float32)
+    sqrt = np.sqrt  # np.linalg.norm(x) of a real 1-d x is sqrt(x.dot(x)): the same bits
+    todo = np.flatnonzero((sqrt(np.array([r.dot(r) for r in V], np.float32)) != 1.0)
+                          & V.any(axis=1))
+    if not len(todo):
+        return V
+    W = V[todo].astype(np.float64)
+    W /= np.max(np.abs(W), axis=1, keepdims=True)  # elementwise: the same as row by row
+    U = (W / sqrt(np.array([w.dot(w) for w in W]))[:, None]).astype(np.float32)
+    for i, u in zip(todo, U):
         for _ in range(_FIXED_POINT_ROUNDS):
-            n = np.linalg.norm(u)
+            n = sqrt(u.dot(u))
             if n == 1.0:
                 break
             u = u / n
