@@ -14,10 +14,11 @@ Folder layout (detected on reopening; qdrant-client's local mode has ``meta.json
 
 **Packed bookkeeping.** The engine converts a Python payload value by value (about 4 us per
 number on two cores), so a summary point's per-step vector sums would cost milliseconds each.
-Lists of 64 or more floats inside llmweb's own metadata keys (``metadata.llmweb_*``: summaries,
-manifests, settings) are therefore kept as one tagged base64 string of float64 and unpacked on
-every read through this client: exact, and invisible above it. Filters cannot reach into them
-(nothing filters there); user metadata is never packed.
+Inside llmweb's own metadata keys (``metadata.llmweb_*``: summaries, manifests, settings), lists
+of 64 or more floats are therefore kept as one tagged base64 string of float64, and lists of 64 or
+more lists (a summary's bottom-k sample of ``[hash, index]`` pairs, a run's manifest) as one tagged
+JSON string; both are unpacked on every read through this client: exact, and invisible above it.
+Filters cannot reach into them (nothing filters there); user metadata is never packed.
 
 A shard is single-process: a second open fails on its write-ahead log's lock, reported as the
 store's ``StoreLockedError``. Payload indexes on ``metadata.run_id`` (tenant), ``metadata.agent``,
@@ -195,6 +196,7 @@ def _vector(vec: Any) -> Any:
 
 
 _PACK_TAG = "llmweb-f64:"
+_JSON_TAG = "llmweb-json:"
 _PACK_MIN = 64
 
 
@@ -205,6 +207,8 @@ def _pack(value: Any) -> Any:
         types = set(map(type, value))
         if len(value) >= _PACK_MIN and types == {float}:
             return _PACK_TAG + base64.b64encode(struct.pack(f"<{len(value)}d", *value)).decode()
+        if len(value) >= _PACK_MIN and types == {list}:  # e.g. the bottom-k sample, a manifest
+            return _JSON_TAG + json.dumps(value, separators=(",", ":"))
         if all(t in _SCALARS for t in types):  # nothing inside to pack
             return list(value)
         return [_pack(v) for v in value]
@@ -218,6 +222,8 @@ def _unpack(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_PACK_TAG):
         raw = base64.b64decode(value[len(_PACK_TAG):])
         return list(struct.unpack(f"<{len(raw) // 8}d", raw))
+    if isinstance(value, str) and value.startswith(_JSON_TAG):
+        return json.loads(value[len(_JSON_TAG):])
     if isinstance(value, dict):
         return {k: _unpack(v) for k, v in value.items()}
     if isinstance(value, list):
