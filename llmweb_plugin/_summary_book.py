@@ -155,21 +155,25 @@ class SummaryBook:
             else:
                 ids = [str(p.id) for p in points_in]
                 payloads = [p.payload for p in points_in]
-            again = [pid for pid, r, k in zip(ids, recs, keys) if self._keys[k].has(int(r.index))]
-            rewrites = {k[0] for r, k in zip(recs, keys) if self._keys[k].has(int(r.index))}
+            counted = [self._keys[k].has(int(r.index)) for r, k in zip(recs, keys)]
+            again = [pid for pid, c in zip(ids, counted) if c]
+            rewrites = {k[0] for k, c in zip(keys, counted) if c}
             old = (self._retrieve(again, vectors=True, collection=self.store.collection)
                    if again else {})
-            batch: dict[str, tuple[np.ndarray, Mapping[str, Any]]] = {}
+            # a row of the batch is kept as its position in ``stored``, an old vector as an array
+            batch: dict[str, tuple[int | np.ndarray, Mapping[str, Any]]] = {}
             runs_delta: dict[str, int] = {}
-            rows: dict[Key, tuple[list[np.ndarray], list[float]]] = {}
-            for rec, key, vec, pay, pid in zip(recs, keys, stored, payloads, ids):
+            rows: dict[Key, tuple[list[int | np.ndarray], list[float]]] = {}
+            for i, (rec, key, pay, pid) in enumerate(zip(recs, keys, payloads, ids)):
                 st = new.get(key)
                 if st is None:
                     st = new[key] = self._keys[key].copy()
+                    rows[key] = ([], [])
                 meta = (pay or {})["metadata"]
-                vs, sg = rows.setdefault(key, ([], []))
+                vs, sg = rows[key]
+                index = int(rec.index)
                 prev = batch.get(pid)
-                if prev is None and st.has(int(rec.index)):
+                if prev is None and st.has(index):
                     p = old.get(pid)
                     if p is not None and p.vector is not None:
                         v = p.vector.get("") if isinstance(p.vector, dict) else p.vector
@@ -182,15 +186,19 @@ class SummaryBook:
                     sg.append(-1.0)
                     st.apply_meta(prev[1], -1)
                 else:
-                    st._add_index(int(rec.index))
+                    st._add_index(index)
                     runs_delta[key[0]] = runs_delta.get(key[0], 0) + 1
-                vs.append(vec)
+                vs.append(i)
                 sg.append(1.0)
                 st.apply_meta(meta, +1)
-                st.sample_add(point_hash(pid), int(rec.index))
-                batch[pid] = (vec, meta)
+                st.sample_add(point_hash(pid), index)
+                batch[pid] = (i, meta)
             for key, (vs, sg) in rows.items():
-                new[key].add_rows(np.stack(vs), np.asarray(sg))
+                if all(type(x) is int for x in vs):  # only this batch's rows, in order
+                    V = stored[vs]
+                else:
+                    V = np.stack([stored[x] if type(x) is int else x for x in vs])
+                new[key].add_rows(V, np.asarray(sg))
             dim = int(self.store.dim)
             points = []
             manifests: dict[str, list[list[Any]]] = {}
