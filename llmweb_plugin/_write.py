@@ -17,7 +17,8 @@ from typing import Any, overload
 import numpy as np
 from qdrant_client import models
 
-from ._record import _KIND_ORDER, KINDS, Record
+Record = Any  # a store.Record (not imported here: store is _record's only importer)
+
 
 __all__ = ["Rows", "for_client", "prepare", "rows"]
 
@@ -79,12 +80,13 @@ def _first_nonfinite(recs: Sequence[Record], V: np.ndarray) -> None:
         raise ValueError(f"record {recs[int(bad[0])].point_id} has a non-finite vector")
 
 
-def prepare(recs: Sequence[Record], vectors: np.ndarray | None, dim: int) -> np.ndarray:
+def prepare(recs: Sequence[Record], vectors: np.ndarray | None, dim: int,
+            kinds: Sequence[str]) -> np.ndarray:
     """The vectors of ``recs`` (``vectors`` if given, else each record's), checked, as float32
     rows of shape ``(n, dim)`` (not yet normalised: ``WebStore.as_stored`` does that).
 
     Raises:
-        ValueError: the first bad record, in order: a kind not in ``KINDS``, no vector, a vector
+        ValueError: the first bad record, in order: a kind not in ``kinds``, no vector, a vector
             of another size, a non-finite vector; or ``vectors`` of the wrong shape.
     """
     if vectors is not None:
@@ -94,8 +96,8 @@ def prepare(recs: Sequence[Record], vectors: np.ndarray | None, dim: int) -> np.
     rows: list[np.ndarray] = []
     for i, rec in enumerate(recs):
         err = None
-        if rec.kind not in _KIND_ORDER:
-            err = ValueError(f"kind must be one of {KINDS}; got {rec.kind!r}")
+        if rec.kind not in kinds:
+            err = ValueError(f"kind must be one of {tuple(kinds)}; got {rec.kind!r}")
         elif vectors is None:
             vec = rec.vector
             if vec is None:

@@ -360,7 +360,7 @@ class WebStore:
             vectors: optional array of shape ``(n_records, dim)`` overriding ``Record.vector``.
         """
         recs = list(records)
-        V = _write.prepare(recs, vectors, self.dim)
+        V = _write.prepare(recs, vectors, self.dim, KINDS)
         stored = self.as_stored(V) if len(V) else V
         points = _write.rows(recs, stored)  # ids and payloads computed once, vectors as one array
         with self._lock:
