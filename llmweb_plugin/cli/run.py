@@ -261,7 +261,7 @@ def verdict_lines(verdict: Mapping[str, Any]) -> list[str]:
                  for g in (ev.get("shared") or [])[:3]]
         share = near.get("share")
         share_txt = "n/a" if share is None else f"{100 * float(share):.0f}%"
-        lines.append(f"  {when} step {ev.get('step')}: {share_txt} of posts near-duplicate "
+        lines.append(f"  {when} step {ev.get('step')}: {share_txt} of answers near-duplicate "
                      f"another agent's; shared phrases: "
                      + (", ".join(repr(str(g)) for g in grams if g) or "none"))
     return lines

@@ -100,7 +100,7 @@ def verdict_rows(v: dict[str, Any]) -> list[list[str]]:
 
 
 EVIDENCE_HEAD = ["run", "step", "3-grams shared by most agents (agents using it)",
-                 "posts nearly repeating another agent's"]
+                 "answers nearly repeating another agent's"]
 
 
 def evidence_rows(verdict: Any) -> list[list[str]]:
