@@ -159,6 +159,33 @@ def _stored_settings(recs: Sequence[Record]) -> dict[str, Any]:
     return {}
 
 
+
+def inferred_settings(store: Any, agents: list[str], steps: Sequence[int], lens: Counter[Any],
+                      per_step: Sequence[Mapping[str, Any]], queries: Counter[str],
+                      n_seeds: int, created: Sequence[str]) -> dict[str, Any]:
+    """The settings a run's records imply (one rule for the full read and the summaries' read).
+
+    Args:
+        lens: answers per ``(agent, step)``; ``queries``: query text -> answers;
+        created: the records' ``created_at`` values, sorted.
+    """
+    return {
+        "collection": store.collection,
+        "embedder": store.embedder.name if store.embedder is not None else None,
+        "dim": store.dim,
+        "agents": agents,
+        "n_agents": len(agents),
+        "steps": {"first": steps[0], "last": steps[-1], "count": len(steps)},
+        "responses_per_agent_per_step": _value_or_range(list(lens.values())),
+        "context_size": ({"first": per_step[0]["context_size"],
+                          "last": per_step[-1]["context_size"]}
+                         if any(r["context_size"] is not None for r in per_step) else None),
+        "queries": dict(queries.most_common(5)) or None,
+        "n_seeds": n_seeds,
+        "first_record_at": created[0] if created else None,
+        "last_record_at": created[-1] if created else None,
+    }
+
 def build_run(
     store: WebStore,
     run_id: str,
@@ -286,22 +313,8 @@ def build_run(
     lens = Counter((r.agent, r.step) for r in metric_recs)
     queries = Counter(str(r.metadata["query"]) for r in metric_recs if "query" in r.metadata)
     created = sorted(r.created_at for r in all_recs if r.created_at)
-    inferred: dict[str, Any] = {
-        "collection": store.collection,
-        "embedder": store.embedder.name if store.embedder is not None else None,
-        "dim": store.dim,
-        "agents": agents_all,
-        "n_agents": len(agents_all),
-        "steps": {"first": steps[0], "last": steps[-1], "count": len(steps)},
-        "responses_per_agent_per_step": _value_or_range(list(lens.values())),
-        "context_size": ({"first": per_step[0]["context_size"],
-                          "last": per_step[-1]["context_size"]}
-                         if any(r["context_size"] is not None for r in per_step) else None),
-        "queries": dict(queries.most_common(5)) or None,
-        "n_seeds": counts_d["seed"],
-        "first_record_at": created[0] if created else None,
-        "last_record_at": created[-1] if created else None,
-    }
+    inferred = inferred_settings(store, agents_all, steps, lens, per_step, queries,
+                                 counts_d["seed"], created)
     if monitor is not None:
         inferred.update(metric_kinds=list(monitor.metric_kinds),
                         alarm_fraction=monitor.alarm_fraction,

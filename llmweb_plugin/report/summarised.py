@@ -24,7 +24,7 @@ import numpy as np
 from .. import _summaries as S
 from ..metrics import distinct_n, vendi_score
 from ..store import KINDS, WEB_KINDS, Record, WebStore, point_id
-from .build import _examples, _mds, _safe, _stored_settings, _value_or_range
+from .build import _examples, _mds, _safe, _stored_settings, _value_or_range, inferred_settings
 from .data import RunReport
 from .verdict import run_evidence, run_verdict
 
@@ -186,21 +186,9 @@ def build_run_summarised(
               if k == "seed" and st.has(0)]
     seed_recs = sorted(_fetch(store, seeds0, vectors=False).values(), key=lambda r: r.agent)
     counts_d = {k: counts.get(k, 0) for k in KINDS}
-    inferred: dict[str, Any] = {
-        "collection": store.collection,
-        "embedder": store.embedder.name if store.embedder is not None else None,
-        "dim": store.dim, "agents": agents_all, "n_agents": len(agents_all),
-        "steps": {"first": steps[0], "last": steps[-1], "count": len(steps)},
-        "responses_per_agent_per_step": _value_or_range(list(lens.values())),
-        "context_size": ({"first": per_step[0]["context_size"],
-                          "last": per_step[-1]["context_size"]}
-                         if any(r["context_size"] is not None for r in per_step) else None),
-        "queries": dict(queries.most_common(5)) or None,
-        "n_seeds": counts_d["seed"],
-        "first_record_at": created[0] if created else None,
-        "last_record_at": created[-1] if created else None,
-        "read_from": f"summaries ({len(keys)} keys, {len(want)} sampled records)",
-    }
+    inferred = inferred_settings(store, agents_all, steps, lens, per_step, queries,
+                                 counts_d["seed"], created)
+    inferred["read_from"] = f"summaries ({len(keys)} keys, {len(want)} sampled records)"
     mitigations = {
         "records_by_step": {str(s): {k: kinds_at[s][k] for k in ("external", "human")
                                      if kinds_at[s].get(k)}
