@@ -34,7 +34,7 @@ from ._write import Rows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SummaryBook", "book"]
+__all__ = ["SummaryBook", "book", "on_close"]
 
 
 class SummaryBook:
@@ -259,6 +259,25 @@ class SummaryBook:
             call(lambda: self.store.client.upsert(self.side, points=[cat], wait=True),
                  what="writing the summaries' catalog")
             del self._pending[CATALOG_ID]
+
+
+def on_close(store: Any) -> int:
+    """At ``store.close()``: warn about the side points a failed summary write left unwritten
+    (they are lost with the book; the runs' readers read their records). Returns their count."""
+    b = store.__dict__.get("_summary_book")
+    if b is None:
+        return 0
+    with b._lock:
+        left = list(b._pending.values())
+    if left:
+        runs = sorted({str(((p.payload or {}).get("metadata") or {}).get("run_id"))
+                       for p in left if str(p.id) != CATALOG_ID})
+        logger.warning(
+            "llmweb: closing the store with %d summary point(s) of run(s) %s not written to %r "
+            "(an earlier summary write failed and no later batch wrote them); readers of those "
+            "runs read every record. `llmweb store copy` into a new collection rebuilds them",
+            len(left), ", ".join(map(repr, runs)) or "(catalog only)", b.side)
+    return len(left)
 
 
 def _rank(p: models.PointStruct) -> int:

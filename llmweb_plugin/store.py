@@ -647,6 +647,7 @@ class WebStore:
             if self._closed:
                 return
             self._closed = True
+            _summary_book.on_close(self)  # summaries a failed side write left: lost, said so
             if self._owns_client:
                 self.client.close()
 

@@ -461,3 +461,23 @@ def test_a_collection_with_summaries_inside_it_is_read_by_its_records(store, cap
     assert S.load_run(target, "r")[1] == ""
     _same(S.stored_history(target, "r", ["response"]), live)
     target.close()
+
+
+def test_closing_with_unwritten_summaries_warns_with_their_count(monkeypatch, caplog):
+    """Side points a failed summary write left are lost at close: said loudly, with the count."""
+    clean = lw.WebStore(":memory:", embedder=SeededEmbedder(16))
+    clean.add_texts(["a", "b"], run_id="r", agent="a", step=1, kind="response")
+    with caplog.at_level(logging.WARNING, logger="llmweb_plugin._summary_book"):
+        clean.close()
+    assert "closing the store" not in caplog.text  # nothing left: nothing said
+    st = lw.WebStore(":memory:", embedder=SeededEmbedder(16))
+    st.add_texts(["a", "b"], run_id="r", agent="a", step=1, kind="response")
+    _FailingSide(st, monkeypatch)
+    st.add_texts(["c", "d", "e"], run_id="r", agent="a", step=2, kind="response")
+    assert st.count("r") == 5 and len(book(st)._pending) == 3  # summary, manifest, catalog
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="llmweb_plugin._summary_book"):
+        st.close()
+        st.close()  # a second close says nothing more
+    assert caplog.text.count("closing the store with 3 summary point(s) of run(s) 'r'") == 1
+    assert "`llmweb store copy`" in caplog.text
