@@ -29,8 +29,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -153,6 +154,48 @@ def _add_run_args(p: argparse.ArgumentParser, command: str) -> None:
     p.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
 
 
+def _output(args: argparse.Namespace, command: str) -> tuple[Path, str]:
+    """The output folder (created) and the file stem (``--name``, or ``<command>-<preset>``)."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, args.name or f"{command}-{args.preset}"
+
+
+def _write_files(
+    out: Path,
+    name: str,
+    *,
+    write_csv: Callable[[IO[str]], None],
+    doc: dict[str, Any],
+    draw: Callable[[Any], None] | None,
+) -> None:
+    """Write ``<name>.csv``, ``<name>.json`` and (when ``draw``) ``<name>.png``; print their paths.
+
+    Args:
+        out: the output folder.
+        name: the file stem.
+        write_csv: writes the CSV into the open text file.
+        doc: the JSON document.
+        draw: draws the plot on a matplotlib Axes; ``None`` for ``--no-plot``.
+    """
+    csv_path = out / f"{name}.csv"
+    with csv_path.open("w", newline="") as fh:
+        write_csv(fh)
+    json_path = out / f"{name}.json"
+    json_path.write_text(json.dumps(doc, indent=1))
+    written = [csv_path, json_path]
+    if draw is not None:
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(7, 4))
+        draw(ax)
+        fig.tight_layout()
+        png_path = out / f"{name}.png"
+        fig.savefig(png_path, dpi=120)
+        plt.close(fig)
+        written.append(png_path)
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
 #: simulator field -> the dest of the shared option that sets it
 _SHARED = {"n_steps": "steps", "samples_per_step": "responses", "n_replicates": "replicates"}
 
@@ -209,9 +252,7 @@ def run_gmm(args: argparse.Namespace) -> int:
     except (ValueError, ImportError) as exc:
         print(f"llmweb gmm: error: {exc}", file=sys.stderr)
         return 2
-    name = args.name or f"gmm-{args.preset}"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, name = _output(args, "gmm")
 
     print(f"InteractingGMMWeb ({args.preset}): n={sim.n_agents} B={np.shape(sim.means)[0]} "
           f"beta={sim.beta} L={sim.samples_per_step} T={res.n_steps} "
@@ -221,8 +262,7 @@ def run_gmm(args: argparse.Namespace) -> int:
     print("||D(t)||_F")
     print(_gmm_table(res))
 
-    csv_path = out / f"{name}.csv"
-    with csv_path.open("w", newline="") as fh:
+    def write_csv(fh: IO[str]) -> None:
         w = csv.writer(fh)
         w.writerow(["t", "a_size", "k", "synthetic_fraction"]
                    + [f"norm_rep{r}" for r in range(res.n_replicates)] + ["norm_mean"])
@@ -230,17 +270,8 @@ def run_gmm(args: argparse.Namespace) -> int:
             k = int(res.k[t]) if t < res.n_steps else ""
             w.writerow([t, int(res.a_sizes[t]), k, f"{res.synthetic_fraction[t]:.6g}"]
                        + [f"{v:.10g}" for v in res.norms[t]] + [f"{res.mean_norms[t]:.10g}"])
-    params = {f.name: getattr(sim, f.name) for f in dataclasses.fields(sim)}
-    params = json.loads(json.dumps(params, default=_jsonable))
-    json_path = out / f"{name}.json"
-    json_path.write_text(json.dumps({"model": "InteractingGMMWeb", "preset": args.preset,
-                                     "seed": args.seed, "engine": res.engine,
-                                     "seconds": elapsed, "params": params,
-                                     "result": res.as_dict()}, indent=1))
-    written = [csv_path, json_path]
-    if not args.no_plot:
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(7, 4))
+
+    def draw(ax: Any) -> None:
         steps = np.arange(res.n_steps + 1)
         for r in range(res.n_replicates):
             ax.plot(steps, res.norms[:, r], lw=1, alpha=0.8, label=f"replicate {r}")
@@ -251,12 +282,14 @@ def run_gmm(args: argparse.Namespace) -> int:
         ax.set_title(f"Interacting GMMs ({args.preset})")
         if res.n_replicates <= 10:
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        png_path = out / f"{name}.png"
-        fig.savefig(png_path, dpi=120)
-        plt.close(fig)
-        written.append(png_path)
-    print("wrote " + ", ".join(str(p) for p in written))
+
+    params = {f.name: getattr(sim, f.name) for f in dataclasses.fields(sim)}
+    params = json.loads(json.dumps(params, default=_jsonable))
+    _write_files(out, name, write_csv=write_csv,
+                 doc={"model": "InteractingGMMWeb", "preset": args.preset, "seed": args.seed,
+                      "engine": res.engine, "seconds": elapsed, "params": params,
+                      "result": res.as_dict()},
+                 draw=None if args.no_plot else draw)
     return 0
 
 
@@ -297,9 +330,7 @@ def run_silo(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"llmweb silo: error: {exc}", file=sys.stderr)
         return 2
-    name = args.name or f"silo-{args.preset}"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, name = _output(args, "silo")
     print(f"SiloGMM ({args.preset}): n={base.n_agents} K={base.n_components} r={base.rag_size} "
           f"sigma={base.sigma} T={base.n_steps} replicates={base.n_replicates} "
           f"seed={args.seed}: {elapsed:.2f} s")
@@ -312,31 +343,22 @@ def run_silo(args: argparse.Namespace) -> int:
         rows.append({"mirror_prob": p, "n_neighbors": k, **s})
         print(f"{p:5.2f} {k:4d} {s['silos_mean']:8.2f} +- {s['silos_se']:4.2f} "
               f"{s['t_star_mean']:8.1f} {s['converged_fraction']:9.2f}")
-    csv_path = out / f"{name}.csv"
-    with csv_path.open("w", newline="") as fh:
+    def write_csv(fh: IO[str]) -> None:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    json_path = out / f"{name}.json"
-    json_path.write_text(json.dumps({
-        "model": "SiloGMM", "preset": args.preset, "seed": args.seed, "seconds": elapsed,
-        "params": json.loads(json.dumps(dataclasses.asdict(base), default=_jsonable)),
-        "runs": [{"mirror_prob": p, "n_neighbors": k, **res.as_dict()} for p, k, res in runs],
-    }, indent=1))
-    written = [csv_path, json_path]
-    if not args.no_plot:
-        plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(7, 4))
+
+    def draw(ax: Any) -> None:
         for p, k, res in runs:
             ax.plot(res.n_silos.mean(axis=1), label=f"p={p:g}, k={k}")
         ax.set_xlabel("step t")
         ax.set_ylabel("silos (mean over replicates)")
         ax.set_yscale("log")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        png_path = out / f"{name}.png"
-        fig.savefig(png_path, dpi=120)
-        plt.close(fig)
-        written.append(png_path)
-    print("wrote " + ", ".join(str(p) for p in written))
+
+    _write_files(out, name, write_csv=write_csv, doc={
+        "model": "SiloGMM", "preset": args.preset, "seed": args.seed, "seconds": elapsed,
+        "params": json.loads(json.dumps(dataclasses.asdict(base), default=_jsonable)),
+        "runs": [{"mirror_prob": p, "n_neighbors": k, **res.as_dict()} for p, k, res in runs],
+    }, draw=None if args.no_plot else draw)
     return 0
