@@ -114,6 +114,8 @@ class WriteStats:
         gave_up: of those, still failing on transient errors after the retries or the deadline.
         server_down: the breaker is open (the last call gave up; the next gets one attempt).
         last_error: the last failure's message ("" if none).
+        summary_failures: summary writes into the side collection that failed after their
+            records landed (not raised; retried with the next batch; any backend).
     """
 
     calls: int = 0
@@ -124,6 +126,7 @@ class WriteStats:
     gave_up: int = 0
     server_down: bool = False
     last_error: str = ""
+    summary_failures: int = 0
 
 
 def _status(exc: BaseException) -> int | None:

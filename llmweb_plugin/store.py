@@ -633,8 +633,10 @@ class WebStore:
 
     @property
     def write_stats(self) -> WriteStats:
-        """Calls to the server, attempts, retries and failures (all zero in local mode)."""
-        return self._writer.stats
+        """Calls to the server, attempts, retries and failures (all zero in local mode), and the
+        failed summary writes (``summary_failures``, any backend)."""
+        book = self.__dict__.get("_summary_book")
+        return replace(self._writer.stats, summary_failures=getattr(book, "failed_writes", 0))
 
     # ------------------------------------------------------------------ lifecycle
     def _check_open(self) -> None:

@@ -481,3 +481,15 @@ def test_closing_with_unwritten_summaries_warns_with_their_count(monkeypatch, ca
         st.close()  # a second close says nothing more
     assert caplog.text.count("closing the store with 3 summary point(s) of run(s) 'r'") == 1
     assert "`llmweb store copy`" in caplog.text
+
+
+def test_write_stats_count_the_failed_summary_writes(store, monkeypatch):
+    store.add_texts(["a"], run_id="r", agent="a", step=1, kind="response")
+    assert store.write_stats.summary_failures == 0
+    _FailingSide(store, monkeypatch, n=2)
+    store.add_texts(["b"], run_id="r", agent="a", step=2, kind="response")
+    store.add_texts(["c"], run_id="r", agent="a", step=3, kind="response")
+    assert store.count("r") == 3 and store.write_stats.summary_failures == 2
+    assert store.write_stats.failed == 0  # local mode: the writer itself counts nothing
+    store.add_texts(["d"], run_id="r", agent="a", step=4, kind="response")  # heals
+    assert store.write_stats.summary_failures == 2 and S.load_run(store, "r")[1] == ""
