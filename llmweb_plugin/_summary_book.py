@@ -202,6 +202,7 @@ class SummaryBook:
             dim = int(self.store.dim)
             points = []
             manifests: dict[str, list[list[Any]]] = {}
+            grown: set[str] = set()
             for key, st in new.items():
                 run, step, agent, kind = key
                 points.append(_meta_point(summary_id(*key), dim, {
@@ -210,9 +211,13 @@ class SummaryBook:
                 man = manifests.get(run) or list(self._manifests[run])
                 if [step, agent, kind] not in man:
                     man.append([step, agent, kind])
+                    grown.add(run)
                 manifests[run] = man
             for run, man in manifests.items():
-                points.append(self._manifest_point(run, man, run in self._unsure))
+                # an unchanged manifest is on the side already (or pending): written again only
+                # to clear this batch's mark, or to keep an untrusted run's mark over a pending one
+                if run in grown or run in rewrites or run in self._unsure:
+                    points.append(self._manifest_point(run, man, run in self._unsure))
             mark = [self._manifest_point(r, list(self._manifests[r]), True)
                     for r in sorted(rewrites - self._unsure)]
             cat_runs = dict(self._catalog["runs"])

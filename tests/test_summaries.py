@@ -493,3 +493,49 @@ def test_write_stats_count_the_failed_summary_writes(store, monkeypatch):
     assert store.write_stats.failed == 0  # local mode: the writer itself counts nothing
     store.add_texts(["d"], run_id="r", agent="a", step=4, kind="response")  # heals
     assert store.write_stats.summary_failures == 2 and S.load_run(store, "r")[1] == ""
+
+
+def test_a_manifest_is_written_only_when_it_changes_or_a_mark_must_clear(store, monkeypatch):
+    """Records added under known keys leave the run's manifest as it is on the side."""
+    side, real, written = S.side_name(store.collection), store.client.upsert, []
+
+    def upsert(collection_name, points, **kw):
+        if collection_name == side:
+            written.append(sorted(str(p.id) for p in points
+                                  if str(p.id) == S.manifest_id("r")))
+        return real(collection_name, points=points, **kw)
+
+    monkeypatch.setattr(store.client, "upsert", upsert)
+    store.add_texts(["a", "b"], run_id="r", agent="a", step=1, kind="response")
+    store.add_texts(["c", "d"], run_id="r", agent="a", step=1, kind="response", start_index=2)
+    store.add_texts(["e"], run_id="r", agent="b", step=1, kind="response")
+    assert [len(w) for w in written] == [1, 0, 1]  # a new key grows it; known keys do not
+    written.clear()
+    store.add_texts(["A", "B"], run_id="r", agent="a", step=1, kind="response")  # a re-write
+    assert [len(w) for w in written] == [1, 1]  # the mark, then the manifest that clears it
+    summ, why = S.load_run(store, "r")
+    assert why == "" and summ.n_records == 5
+    assert sorted(summ.keys) == [(1, "a", "response"), (1, "b", "response")]
+    _same(S.stored_history(store, "r", ["response"]), _brute(store, "r"))
+
+
+def test_a_pending_manifest_never_clears_the_mark_of_a_failed_rewrite(store, monkeypatch):
+    store.add_texts(["a", "b"], run_id="r", agent="a", step=1, kind="response")
+    _FailingSide(store, monkeypatch)
+    store.add_texts(["c"], run_id="r", agent="b", step=1, kind="response")  # manifest pending
+    monkeypatch.undo()
+    real = store.client.upsert
+
+    def upsert(collection_name, points, **kw):
+        if collection_name == store.collection:
+            raise ConnectionError("records refused (test)")
+        return real(collection_name, points=points, **kw)
+
+    monkeypatch.setattr(store.client, "upsert", upsert)
+    with pytest.raises(ConnectionError):  # a re-write of r's records that may have half landed
+        store.add_texts(["A", "B"], run_id="r", agent="a", step=1, kind="response")
+    monkeypatch.undo()
+    store.add_texts(["d"], run_id="r", agent="a", step=1, kind="response", start_index=2)
+    summ, why = S.load_run(store, "r")
+    assert summ is None and "may miss a re-write" in why
+    assert [h.n_records for h in S.run_history(store, "r", ["response"])] == [4]
