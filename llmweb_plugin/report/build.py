@@ -61,7 +61,21 @@ def _per_step(
             "vendi_score": _safe(vendi_score, Va),
             "distinct_2": distinct_n([texts[i] for i in idx], 2),
         }
-    row: dict[str, Any] = {
+    return _step_row(step, m, V, texts, per_agent), V, agents
+
+
+def _step_row(step: int, m: Any, V: np.ndarray, texts: list[str],
+              per_agent: dict[str, Any]) -> dict[str, Any]:
+    """A step's row of the report, the same keys for the full read and the summaries' read.
+
+    Args:
+        step: the step.
+        m: the step's metrics (``n_agents``, ``n_records``, norms, spreads, mean cosine distance).
+        V: the vectors the Vendi score is computed from (all, or the sample).
+        texts: the texts distinct-1/2 are computed from, in the order of ``V``.
+        per_agent: the per-agent rows.
+    """
+    return {
         "step": step, "n_agents": m.n_agents, "n_records": m.n_records, "norm": m.norm,
         "normalized_norm": m.normalized_norm, "total_spread": m.total_spread,
         "within_spread": m.within_spread, "between_spread": m.between_spread,
@@ -69,7 +83,6 @@ def _per_step(
         "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
         "per_agent": per_agent,
     }
-    return row, V, agents
 
 
 def _value_or_range(values: list[Any]) -> Any:

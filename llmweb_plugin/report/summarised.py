@@ -24,7 +24,15 @@ import numpy as np
 from .. import _summaries as S
 from ..metrics import distinct_n, vendi_score
 from ..store import KINDS, WEB_KINDS, Record, WebStore, point_id
-from .build import _examples, _mds, _safe, _stored_settings, _value_or_range, inferred_settings
+from .build import (
+    _examples,
+    _mds,
+    _safe,
+    _step_row,
+    _stored_settings,
+    _value_or_range,
+    inferred_settings,
+)
 from .data import RunReport
 from .verdict import run_evidence, run_verdict
 
@@ -121,16 +129,9 @@ def build_run_summarised(
         V = np.stack([np.asarray(r.vector, dtype=np.float64) for r in recs])
         cached[s] = (s, V, [r.agent for r in recs])
         texts = [r.text for r in recs]
-        row: dict[str, Any] = {
-            "step": s, "n_agents": m.n_agents, "n_records": m.n_records, "norm": m.norm,
-            "normalized_norm": m.normalized_norm, "total_spread": m.total_spread,
-            "within_spread": m.within_spread, "between_spread": m.between_spread,
-            "mean_cosine_distance": m.mean_cosine_distance, "vendi_score": _safe(vendi_score, V),
-            "distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-            "per_agent": {a: _agent_row(by_step[s][a], [got[pid] for _h, pid, _x in
-                                                        agent_ids[(s, a)]])
-                          for a in sorted(by_step[s])},
-        }
+        row = _step_row(s, m, V, texts, {
+            a: _agent_row(by_step[s][a], [got[pid] for _h, pid, _x in agent_ids[(s, a)]])
+            for a in sorted(by_step[s])})
         if len(recs) < m.n_records:
             sampled_steps[s] = row["sampled"] = f"{len(recs)} of {m.n_records}"
         web = sum(cum[k] for k in WEB_KINDS)
