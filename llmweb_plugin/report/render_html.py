@@ -28,9 +28,7 @@ from .tables import (
     step_rows,
     summary_rows,
     usage_rows,
-    verdict_blocks,
-    verdict_interval,
-    verdict_rows,
+    verdict_parts,
 )
 
 __all__ = ["CSP", "render_html"]
@@ -94,20 +92,17 @@ def _verdict_html(rep: ReportData) -> list[str]:
     if not v:
         return []
     h = ["<h2 id=\"verdict\">Verdict</h2>"]
-    blocks = verdict_blocks(v)
-    if v.get("scope") in ("groups", "runs"):
-        h.append(f"<p class=\"verdict\">{_esc(v.get('verdict', ''))}</p>")
-    for label, b in blocks:
-        if len(blocks) > 1 or v.get("scope") == "pooled":
-            h.append(f"<h3>{_esc(label)}</h3>")
-        if len(blocks) > 1 or v.get("scope") not in ("groups", "runs"):
-            h.append(f"<p class=\"verdict\">{_esc(b.get('sentence', ''))}</p>")
-        line = verdict_interval(b)
-        if line:
-            h.append(f"<p class=\"interval\">{_esc(line)}</p>")
-        h.append(_table(VERDICT_HEAD, verdict_rows(b), text_cols=(3,), num_from=4))
-    if v.get("alarm_vs_verdict"):
-        h.append(f"<p class=\"meta\">{_esc(v['alarm_vs_verdict'])}</p>")
+    for kind, x in verdict_parts(v):
+        if kind == "table":
+            h.append(_table(VERDICT_HEAD, x, text_cols=(3,), num_from=4))
+        elif kind == "label":
+            h.append(f"<h3>{_esc(x)}</h3>")
+        elif kind == "interval":
+            h.append(f"<p class=\"interval\">{_esc(x)}</p>")
+        elif kind == "note":
+            h.append(f"<p class=\"meta\">{_esc(x)}</p>")
+        else:  # the headline over several blocks, or a block's sentence
+            h.append(f"<p class=\"verdict\">{_esc(x)}</p>")
     h.append("<h3>What the posts share (first and last step)</h3>")
     h.append(_table(EVIDENCE_HEAD, evidence_rows(v), text_cols=(2,)))
     return h

@@ -29,9 +29,7 @@ from .tables import (
     step_rows,
     summary_rows,
     usage_rows,
-    verdict_blocks,
-    verdict_interval,
-    verdict_rows,
+    verdict_parts,
 )
 
 __all__ = ["md_escape", "render_markdown"]
@@ -63,20 +61,17 @@ def _verdict_md(rep: ReportData) -> list[str]:
     if not v:
         return []
     md = ["## Verdict\n"]
-    blocks = verdict_blocks(v)
-    if v.get("scope") in ("groups", "runs"):
-        md.append(f"**{md_escape(v.get('verdict', ''))}**\n")
-    for label, b in blocks:
-        if len(blocks) > 1 or v.get("scope") == "pooled":
-            md.append(f"### {md_escape(label)}\n")
-        if len(blocks) > 1 or v.get("scope") not in ("groups", "runs"):
-            md.append(f"**{md_escape(b.get('sentence', ''))}**\n")
-        line = verdict_interval(b)
-        if line:
-            md.append(md_escape(line) + "\n")
-        md.append(_md_table(VERDICT_HEAD, verdict_rows(b)))
-    if v.get("alarm_vs_verdict"):
-        md.append(f"_{md_escape(v['alarm_vs_verdict'])}_\n")
+    for kind, x in verdict_parts(v):
+        if kind == "table":
+            md.append(_md_table(VERDICT_HEAD, x))
+        elif kind == "label":
+            md.append(f"### {md_escape(x)}\n")
+        elif kind == "interval":
+            md.append(md_escape(x) + "\n")
+        elif kind == "note":
+            md.append(f"_{md_escape(x)}_\n")
+        else:  # the headline over several blocks, or a block's sentence
+            md.append(f"**{md_escape(x)}**\n")
     md.append("### What the posts share (first and last step)\n")
     md.append(_md_table(EVIDENCE_HEAD, evidence_rows(v)))
     return md

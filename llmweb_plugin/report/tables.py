@@ -14,7 +14,8 @@ from .data import ReportData, RunReport
 __all__ = ["AGENT_HEAD", "EVIDENCE_HEAD", "MAX_EXAMPLE_CHARS", "STEP_HEAD", "SUMMARY_HEAD",
            "VERDICT_HEAD", "agent_rows", "band_note", "caption", "clip", "event_rows",
            "evidence_rows", "first_last", "fmt", "settings_rows", "step_rows", "summary_rows",
-           "usage_rows", "verdict_blocks", "verdict_interval", "verdict_rows"]
+           "usage_rows", "verdict_blocks", "verdict_interval", "verdict_parts",
+           "verdict_rows"]
 
 MAX_EXAMPLE_CHARS = 2000
 
@@ -101,6 +102,30 @@ def verdict_rows(v: dict[str, Any]) -> list[list[str]]:
 
 EVIDENCE_HEAD = ["run", "step", "3-grams shared by most agents (agents using it)",
                  "answers nearly repeating another agent's"]
+
+
+def verdict_parts(verdict: Any) -> list[tuple[str, Any]]:
+    """The verdict section above the evidence, in order, for both renderers: ``("headline", text)``
+    (one sentence over several groups or runs), ``("label", text)`` (a block's heading),
+    ``("sentence", text)`` (a block's headline), ``("interval", text)``, ``("table", rows)``
+    (:func:`verdict_rows`) and ``("note", text)`` (how the alarms compare)."""
+    parts: list[tuple[str, Any]] = []
+    blocks = verdict_blocks(verdict)
+    several = verdict.get("scope") in ("groups", "runs")
+    if several:
+        parts.append(("headline", verdict.get("verdict", "")))
+    for label, b in blocks:
+        if len(blocks) > 1 or verdict.get("scope") == "pooled":
+            parts.append(("label", label))
+        if len(blocks) > 1 or not several:
+            parts.append(("sentence", b.get("sentence", "")))
+        line = verdict_interval(b)
+        if line:
+            parts.append(("interval", line))
+        parts.append(("table", verdict_rows(b)))
+    if verdict.get("alarm_vs_verdict"):
+        parts.append(("note", verdict["alarm_vs_verdict"]))
+    return parts
 
 
 def evidence_rows(verdict: Any) -> list[list[str]]:
